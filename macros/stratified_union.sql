@@ -1,0 +1,120 @@
+{% macro stratified_union() %}
+  {#- The unified labels: every registry canvas's label model, UNION ALL'd with all context columns
+      COALESCEd to their sentinels and a task_type column, then stratified by request (a request's
+      candidates are kept or dropped together) and split by request time.
+
+      Selection is deterministic: within a canvas, requests are ordered by md5(request_id || seed)
+      (then request_id) and the first `target` are kept, where target follows the strategy:
+        traffic  ceil(n_canvas * least(1, budget / n_all))
+        equal    floor(budget / n_canvases)
+        weights  floor(budget * weight / sum(weights))
+      md5 over a string is computed identically by every engine, so every engine keeps the same
+      requests. -#}
+  {%- set registry = unirank_registry() -%}
+  {%- set strat = registry.stratification -%}
+  {%- set canvases = registry.canvases -%}
+  {%- set total_weight = canvases | sum(attribute='weight') -%}
+
+with
+
+{% for canvas in canvases %}
+{{ canvas.name }}_labels as (
+    select * from {{ ref(canvas.label_model) }}
+),
+{% endfor %}
+
+labels_unioned as (
+    {% for canvas in canvases %}
+    select
+        cast(request_id as {{ dbt.type_string() }}) as request_id,
+        cast('{{ canvas.name }}' as {{ dbt.type_string() }}) as task_type,
+        cast(item_id as {{ dbt.type_string() }}) as item_id,
+        {% for column in registry.context_columns -%}
+        {% if column.name in canvas.context_columns -%}
+        {{ sentinel_coalesce(column.name, column) }} as {{ column.name }},
+        {%- else -%}
+        {{ sentinel_literal(column) }} as {{ column.name }},
+        {%- endif %}
+        {% endfor -%}
+        cast(label as {{ dbt.type_int() }}) as label,
+        cast(requested_at as {{ dbt.type_timestamp() }}) as requested_at
+    from {{ canvas.name }}_labels
+    {% if not loop.last %}union all{% endif %}
+    {% endfor %}
+),
+
+canvas_weights as (
+    {% for canvas in canvases %}
+    select
+        cast('{{ canvas.name }}' as {{ dbt.type_string() }}) as task_type,
+        cast({{ canvas.get('weight', 1.0) }} as {{ dbt.type_float() }}) as weight
+    {% if not loop.last %}union all{% endif %}
+    {% endfor %}
+),
+
+requests_per_canvas as (
+    select
+        task_type,
+        count(distinct request_id) as n_requests
+    from labels_unioned
+    group by task_type
+),
+
+canvas_targets as (
+    select
+        requests_per_canvas.task_type,
+        {% if strat.strategy == 'traffic' -%}
+        cast(ceil(
+            requests_per_canvas.n_requests
+            * least(1.0, {{ strat.budget }} / cast(sum(requests_per_canvas.n_requests) over () as {{ dbt.type_float() }}))
+        ) as {{ dbt.type_bigint() }}) as target_requests
+        {%- elif strat.strategy == 'equal' -%}
+        cast(floor({{ strat.budget }} / {{ canvases | length }}.0) as {{ dbt.type_bigint() }}) as target_requests
+        {%- else -%}
+        cast(floor({{ strat.budget }} * canvas_weights.weight / {{ total_weight }}) as {{ dbt.type_bigint() }}) as target_requests
+        {%- endif %}
+    from requests_per_canvas
+    inner join canvas_weights
+        on requests_per_canvas.task_type = canvas_weights.task_type
+),
+
+requests_ranked as (
+    select
+        labels_unioned.*,
+        dense_rank() over (
+            partition by labels_unioned.task_type
+            order by
+                {{ dbt.hash(dbt.concat(['labels_unioned.request_id', "'|" ~ strat.seed ~ "'"])) }},
+                labels_unioned.request_id
+        ) as request_rank
+    from labels_unioned
+),
+
+requests_sampled as (
+    select requests_ranked.*
+    from requests_ranked
+    inner join canvas_targets
+        on requests_ranked.task_type = canvas_targets.task_type
+    where requests_ranked.request_rank <= canvas_targets.target_requests
+),
+
+final as (
+    select
+        request_id,
+        task_type,
+        item_id,
+        {% for column in registry.context_columns -%}
+        {{ column.name }},
+        {% endfor -%}
+        case
+            when requested_at < cast('{{ registry.split.valid_from }}' as {{ dbt.type_timestamp() }}) then 'train'
+            when requested_at < cast('{{ registry.split.test_from }}' as {{ dbt.type_timestamp() }}) then 'valid'
+            else 'test'
+        end as split,
+        label,
+        requested_at
+    from requests_sampled
+)
+
+select * from final
+{% endmacro %}

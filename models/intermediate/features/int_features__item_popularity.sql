@@ -1,0 +1,53 @@
+{#- Item popularity as of each probe: engagements with the item strictly before the request, over
+    all canvases, over the last 7 days, and within the probe's own canvas. -#}
+with
+
+feature_probes as (
+    select * from {{ ref('int_feature_probes') }}
+),
+
+engagement_history as (
+    select * from {{ ref('int_engagement_history') }}
+),
+
+events_and_probes as (
+    select
+        cast(null as {{ dbt.type_string() }}) as request_id,
+        item_id,
+        task_type,
+        {{ epoch_microseconds('engaged_at') }} as at_us,
+        1 as is_event
+    from engagement_history
+    union all
+    select
+        request_id,
+        item_id,
+        task_type,
+        requested_at_us as at_us,
+        0 as is_event
+    from feature_probes
+),
+
+engagements_counted as (
+    select
+        request_id,
+        item_id,
+        is_event,
+        sum(is_event) {{ strictly_before(['item_id']) }} as item_engagements,
+        sum(is_event) {{ strictly_before(['item_id'], lookback_us=7 * 86400 * 1000000) }} as item_engagements_7d,
+        sum(is_event) {{ strictly_before(['item_id', 'task_type']) }} as item_canvas_engagements
+    from events_and_probes
+),
+
+final as (
+    select
+        request_id,
+        item_id,
+        coalesce(item_engagements, 0) as item_engagements,
+        coalesce(item_engagements_7d, 0) as item_engagements_7d,
+        coalesce(item_canvas_engagements, 0) as item_canvas_engagements
+    from engagements_counted
+    where is_event = 0
+)
+
+select * from final

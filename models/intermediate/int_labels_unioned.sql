@@ -1,0 +1,1 @@
+{{ stratified_union() }}

@@ -1,0 +1,75 @@
+{#- The ranking mart Python trains and evaluates on: one row per request and candidate item, with
+    the graded label, the split, every unified context column (sentinel, never NULL) and every
+    feature with its documented default where it does not apply. -#}
+{%- set registry = unirank_registry() -%}
+
+with
+
+labels_unioned as (
+    select * from {{ ref('int_labels_unioned') }}
+),
+
+item_popularity as (
+    select * from {{ ref('int_features__item_popularity') }}
+),
+
+user_history as (
+    select * from {{ ref('int_features__user_history') }}
+),
+
+coengagement as (
+    select * from {{ ref('int_features__coengagement') }}
+),
+
+category_rank as (
+    select * from {{ ref('int_features__category_rank') }}
+),
+
+context_match as (
+    select * from {{ ref('int_features__context_match') }}
+),
+
+final as (
+    select
+        labels_unioned.request_id,
+        labels_unioned.item_id,
+        labels_unioned.task_type,
+        {% for column in registry.context_columns -%}
+        labels_unioned.{{ column.name }},
+        {% endfor -%}
+        coalesce(context_match.item_category, {{ sentinel_of('category') }}) as item_category,
+        labels_unioned.split,
+        labels_unioned.label,
+        coalesce(item_popularity.item_engagements, 0) as item_engagements,
+        coalesce(item_popularity.item_engagements_7d, 0) as item_engagements_7d,
+        coalesce(item_popularity.item_canvas_engagements, 0) as item_canvas_engagements,
+        coalesce(category_rank.item_category_rank_pct, 1.0) as item_category_rank_pct,
+        coalesce(user_history.user_engagements, 0) as user_engagements,
+        coalesce(user_history.user_category_engagements, 0) as user_category_engagements,
+        coalesce(user_history.user_category_affinity, 0.0) as user_category_affinity,
+        coalesce(user_history.user_item_engagements, 0) as user_item_engagements,
+        coalesce(context_match.query_title_match, -1.0) as query_title_match,
+        coalesce(coengagement.source_coengagement, -1) as source_coengagement,
+        coalesce(context_match.source_category_match, -1) as source_category_match,
+        coalesce(context_match.category_match, -1) as category_match,
+        coalesce(context_match.is_available_in_country, -1) as is_available_in_country,
+        labels_unioned.requested_at
+    from labels_unioned
+    left join item_popularity
+        on labels_unioned.request_id = item_popularity.request_id
+        and labels_unioned.item_id = item_popularity.item_id
+    left join user_history
+        on labels_unioned.request_id = user_history.request_id
+        and labels_unioned.item_id = user_history.item_id
+    left join coengagement
+        on labels_unioned.request_id = coengagement.request_id
+        and labels_unioned.item_id = coengagement.item_id
+    left join category_rank
+        on labels_unioned.request_id = category_rank.request_id
+        and labels_unioned.item_id = category_rank.item_id
+    left join context_match
+        on labels_unioned.request_id = context_match.request_id
+        and labels_unioned.item_id = context_match.item_id
+)
+
+select * from final
