@@ -47,7 +47,7 @@ canvas_weights as (
     {% for canvas in canvases %}
     select
         cast('{{ canvas.name }}' as {{ dbt.type_string() }}) as task_type,
-        cast({{ canvas.get('weight', 1.0) }} as {{ dbt.type_float() }}) as weight
+        cast({{ canvas.get('weight', 1.0) }} as {{ type_double() }}) as weight
     {% if not loop.last %}union all{% endif %}
     {% endfor %}
 ),
@@ -66,7 +66,7 @@ canvas_targets as (
         {% if strat.strategy == 'traffic' -%}
         cast(ceil(
             requests_per_canvas.n_requests
-            * least(1.0, {{ strat.budget }} / cast(sum(requests_per_canvas.n_requests) over () as {{ dbt.type_float() }}))
+            * least(1.0, {{ strat.budget }} / cast(sum(requests_per_canvas.n_requests) over () as {{ type_double() }}))
         ) as {{ dbt.type_bigint() }}) as target_requests
         {%- elif strat.strategy == 'equal' -%}
         cast(floor({{ strat.budget }} / {{ canvases | length }}.0) as {{ dbt.type_bigint() }}) as target_requests

@@ -29,7 +29,7 @@ final as (
         case
             when source_totals.total_rows = 0 then 0.0
             else coalesce(quarantined_per_table.quarantined_rows, 0)
-                / cast(source_totals.total_rows as {{ dbt.type_float() }})
+                / cast(source_totals.total_rows as {{ type_double() }})
         end as quarantined_share
     from source_totals
     left join quarantined_per_table

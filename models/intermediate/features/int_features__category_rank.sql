@@ -76,7 +76,7 @@ category_ranked as (
         cast(rank() over (
             partition by category, period_start
             order by engagements_before desc
-        ) as {{ dbt.type_float() }})
+        ) as {{ type_double() }})
         / count(*) over (partition by category, period_start) as item_category_rank_pct
     from engagements_before_period
 ),

@@ -57,7 +57,7 @@ final as (
         items.category as item_category,
         case
             when query_lengths.request_id is null then -1.0
-            else coalesce(tokens_matched.n_matched, 0) / cast(query_lengths.n_query_tokens as {{ dbt.type_float() }})
+            else coalesce(tokens_matched.n_matched, 0) / cast(query_lengths.n_query_tokens as {{ type_double() }})
         end as query_title_match,
         case
             when feature_probes.category = {{ sentinel_of('category') }} then -1

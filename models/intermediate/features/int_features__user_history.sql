@@ -58,7 +58,7 @@ final as (
         coalesce(user_category_engagements, 0) as user_category_engagements,
         case
             when coalesce(user_engagements, 0) = 0 then 0.0
-            else cast(coalesce(user_category_engagements, 0) as {{ dbt.type_float() }}) / user_engagements
+            else cast(coalesce(user_category_engagements, 0) as {{ type_double() }}) / user_engagements
         end as user_category_affinity,
         coalesce(user_item_engagements, 0) as user_item_engagements
     from engagements_counted
