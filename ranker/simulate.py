@@ -45,8 +45,7 @@ Output is written in chunks of requests, so memory stays bounded whatever the nu
 from __future__ import annotations
 
 import logging
-import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -63,9 +62,49 @@ COUNTRIES: tuple[str, ...] = ("US", "GB", "DE", "FR", "BR", "IN")
 DEVICES: tuple[str, ...] = ("ios", "android", "web")
 TABLES: tuple[str, ...] = ("users", "items", "requests", "impressions", "engagements")
 _SYLLABLES = (
-    "ka", "lo", "mi", "ru", "te", "so", "na", "vi", "de", "po", "ze", "fu", "ba", "ri", "ol", "an",
+    "ka",
+    "lo",
+    "mi",
+    "ru",
+    "te",
+    "so",
+    "na",
+    "vi",
+    "de",
+    "po",
+    "ze",
+    "fu",
+    "ba",
+    "ri",
+    "ol",
+    "an",
 )
-_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+_STRING = pa.string()
+# Fixed schemas, so every chunk (even one with no search request or no conversion) writes the same
+# column types. Raw logs are text, as collected: staging casts them.
+SCHEMAS: dict[str, pa.Schema] = {
+    "users": pa.schema({"user_id": _STRING, "country": _STRING, "device": _STRING}),
+    "items": pa.schema(
+        {"item_id": _STRING, "title": _STRING, "category": _STRING, "available_countries": _STRING}
+    ),
+    "requests": pa.schema(
+        {
+            "request_id": _STRING,
+            "canvas": _STRING,
+            "user_id": _STRING,
+            "country": _STRING,
+            "device": _STRING,
+            "source_item_id": _STRING,
+            "query_text": _STRING,
+            "category": _STRING,
+            "requested_at": _STRING,
+        }
+    ),
+    "impressions": pa.schema({"request_id": _STRING, "item_id": _STRING, "position": pa.int32()}),
+    "engagements": pa.schema(
+        {"request_id": _STRING, "item_id": _STRING, "event_type": _STRING, "event_at": _STRING}
+    ),
+}
 
 # Per-canvas weights of the shared preference (a) and the canvas signal (b), and click thresholds.
 _PREFERENCE_WEIGHT = {"home": 1.6, "related": 0.8, "search": 0.6, "category": 1.0}
@@ -247,11 +286,22 @@ def _dedupe_rows(rng: np.random.Generator, candidates: np.ndarray, n_items: int)
 
 
 def _format_times(epoch_seconds: np.ndarray) -> np.ndarray:
+    if epoch_seconds.size == 0:  # numpy's string functions refuse empty arrays
+        return np.array([], dtype=str)
     stamps = epoch_seconds.astype("datetime64[s]")
     return np.char.replace(np.datetime_as_string(stamps, unit="s"), "T", " ")
 
 
+def _where_else_null(mask: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """``values`` where ``mask`` holds, None (a NULL in the log) elsewhere."""
+    result = values.astype(object)
+    result[~mask] = None
+    return result
+
+
 def _ids(prefix: str, numbers: np.ndarray, width: int) -> np.ndarray:
+    if numbers.size == 0:  # numpy's string functions refuse empty arrays
+        return np.array([], dtype=str)
     return np.char.add(prefix, np.char.zfill(numbers.astype(str), width))
 
 
@@ -262,7 +312,8 @@ def _users_table(world: _World) -> pa.Table:
             "user_id": _ids("u", np.arange(n), 7),
             "country": np.array(COUNTRIES)[world.user_country],
             "device": np.array(DEVICES)[world.user_device],
-        }
+        },
+        schema=SCHEMAS["users"],
     )
 
 
@@ -278,7 +329,8 @@ def _items_table(world: _World) -> pa.Table:
             "title": titles,
             "category": np.array(world.category_names)[world.item_category],
             "available_countries": available,
-        }
+        },
+        schema=SCHEMAS["items"],
     )
 
 
@@ -319,13 +371,9 @@ def _request_chunk(
     width = config.max_candidates
     n_shown = rng.integers(config.min_candidates, config.max_candidates + 1, n_requests)
     popular = rng.choice(len(world.item_category), (n_requests, width), p=world.item_pop_p)
-    context_category = np.where(
-        is_related, world.item_category[source_item], wanted_category
-    )
+    context_category = np.where(is_related, world.item_category[source_item], wanted_category)
     contextual = _sample_from_category(rng, world, context_category, width)
-    contextual_share = np.select(
-        [is_related, is_search, is_category], [0.5, 0.6, 0.8], default=0.0
-    )
+    contextual_share = np.select([is_related, is_search, is_category], [0.5, 0.6, 0.8], default=0.0)
     use_contextual = rng.random((n_requests, width)) < contextual_share[:, None]
     candidates = np.where(use_contextual, contextual, popular)
     candidates[is_related] = np.where(
@@ -368,7 +416,7 @@ def _request_chunk(
     request_numbers = first_request + np.arange(n_requests)
     request_ids = _ids("r", request_numbers, 8)
     logged_out = (canvas_names != "home") & (rng.random(n_requests) < config.logged_out_share)
-    vocab = np.array(world.vocabulary + [""])
+    vocab = np.array([*world.vocabulary, ""])
     query_text = np.where(
         query_len == 1,
         vocab[query_words[:, 0]],
@@ -378,16 +426,14 @@ def _request_chunk(
     requests = {
         "request_id": request_ids.astype(object),
         "canvas": canvas_names.astype(object),
-        "user_id": np.where(logged_out, None, users).astype(object),
+        "user_id": _where_else_null(~logged_out, users),
         "country": np.array(COUNTRIES)[world.user_country[user]].astype(object),
-        "device": np.where(
-            canvas_names == "home", np.array(DEVICES)[world.user_device[user]], None
-        ).astype(object),
-        "source_item_id": np.where(is_related, _ids("i", source_item, 6), None).astype(object),
-        "query_text": np.where(is_search, query_text, None).astype(object),
-        "category": np.where(
-            is_category, np.array(world.category_names)[wanted_category], None
-        ).astype(object),
+        "device": _where_else_null(
+            canvas_names == "home", np.array(DEVICES)[world.user_device[user]]
+        ),
+        "source_item_id": _where_else_null(is_related, _ids("i", source_item, 6)),
+        "query_text": _where_else_null(is_search, query_text),
+        "category": _where_else_null(is_category, np.array(world.category_names)[wanted_category]),
         "requested_at": _format_times(requested).astype(object),
     }
 
@@ -418,9 +464,9 @@ def _request_chunk(
     }
     _corrupt(rng, config.dirty_share, requests, impressions)
     return {
-        "requests": pa.table(requests),
-        "impressions": pa.table(impressions),
-        "engagements": pa.table(engagements),
+        "requests": pa.table(requests, schema=SCHEMAS["requests"]),
+        "impressions": pa.table(impressions, schema=SCHEMAS["impressions"]),
+        "engagements": pa.table(engagements, schema=SCHEMAS["engagements"]),
     }
 
 
@@ -468,14 +514,15 @@ def generate(
     config: SimulationConfig,
     directory: Path,
     file_format: str = "parquet",
-    on_chunk: object = None,
+    on_chunk: Callable[[int], None] | None = None,
 ) -> GeneratedLogs:
     """Write the logs under ``directory``.
 
     ``parquet`` writes ``<table>/part-NNNNN.parquet`` files, one per chunk, for dbt sources.
     ``csv`` writes ``demo_<table>.csv`` seed files (use only for small sets).
     ``on_chunk`` is called with the number of requests written after each chunk (progress).
-    The directory is written aside and renamed into place, so a failed run leaves no half set.
+    The set is written aside (``<directory>.partial``) and renamed into place only when complete:
+    a failed or interrupted run leaves the previous set, if any, untouched.
     """
     if file_format not in {"parquet", "csv"}:
         raise SimulationError(f"file_format must be 'parquet' or 'csv', got {file_format!r}")
@@ -501,12 +548,16 @@ def generate(
                         )
                     csv_writers[name].write_table(table)
             part += 1
-            if callable(on_chunk):
+            if on_chunk is not None:
                 on_chunk(counts["requests"])
             logger.info("generated %s requests", counts["requests"])
-    finally:
+    except BaseException:
         for writer in csv_writers.values():
             writer.close()
+        _remove_tree(staging)
+        raise
+    for writer in csv_writers.values():
+        writer.close()
     if directory.exists():
         _remove_tree(directory)
     staging.rename(directory)
@@ -517,7 +568,3 @@ def _remove_tree(path: Path) -> None:
     for child in sorted(path.rglob("*"), key=lambda p: len(p.parts), reverse=True):
         child.rmdir() if child.is_dir() else child.unlink()
     path.rmdir()
-
-
-def expected_chunks(config: SimulationConfig) -> int:
-    return 1 + math.ceil(config.n_requests / config.chunk_requests)

@@ -1,0 +1,236 @@
+"""unirank-cli: one ranking model for several recommendation canvases.
+
+Thin by design: each command parses options, loads the settings, calls one ``ranker`` function
+and prints a short summary. Known errors become a one-line message and exit code 1.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from ranker import build as build_stage
+from ranker import simulate
+from ranker.config import RegistryError, Settings, load_settings, parse_var_overrides
+from ranker.dataset import DatasetError, mart_summary, quarantine_summary
+from ranker.warehouse import WarehouseError
+
+app = typer.Typer(
+    help=(
+        "unirank: serve several recommendation canvases (home, related, search, category, ...) "
+        "from ONE CatBoost ranking model, declared in SQL with dbt. Typical flow: "
+        "`generate` (optional, larger demo logs) -> `build` (dbt: labels, union, features, mart)."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+)
+console = Console(stderr=True)
+out = Console()
+
+KNOWN_ERRORS: tuple[type[Exception], ...] = (
+    RegistryError,
+    build_stage.BuildError,
+    WarehouseError,
+    simulate.SimulationError,
+    DatasetError,
+)
+
+ProjectDir = Annotated[
+    Path,
+    typer.Option("--project-dir", help="The unirank dbt project folder (holds dbt_project.yml)."),
+]
+VarsOption = Annotated[
+    str | None,
+    typer.Option(
+        "--vars",
+        help="Registry overrides as YAML/JSON, exactly as `dbt --vars`: a top-level key replaces "
+        "the project's value, e.g. '{stratification: {strategy: equal, budget: 5000, seed: 1}}'.",
+    ),
+]
+
+
+@contextmanager
+def _known_errors() -> Iterator[None]:
+    try:
+        yield
+    except KNOWN_ERRORS as exc:
+        console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True, highlight=False)
+        raise typer.Exit(code=1) from exc
+
+
+def _settings(
+    project_dir: Path, vars_text: str | None, extra: dict[str, Any] | None = None
+) -> Settings:
+    overrides = parse_var_overrides(vars_text)
+    overrides.update(extra or {})
+    return load_settings(project_dir, overrides)
+
+
+@app.callback()
+def main(
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Log what each stage does.")
+    ] = False,
+) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
+
+
+@app.command()
+def generate(
+    rows: Annotated[
+        int, typer.Option("--rows", "-n", min=1_000, help="Target number of impression rows.")
+    ] = 1_000_000,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same logs.")] = 7,
+    out_dir: Annotated[
+        Path, typer.Option("--out", help="Folder for the Parquet set (one sub-folder per table).")
+    ] = Path("data/generated"),
+    seeds: Annotated[
+        bool,
+        typer.Option(
+            "--seeds",
+            help="Write the committed demo seeds (CSV, seeds/demo) instead of a Parquet set.",
+        ),
+    ] = False,
+    chunk_requests: Annotated[
+        int, typer.Option(min=1_000, help="Requests per chunk: bounds memory.")
+    ] = 50_000,
+    project_dir: ProjectDir = Path("."),
+) -> None:
+    """Generate deterministic multi-canvas demo logs (Parquet, or the committed seeds).
+
+    Writes users, items, requests, impressions and engagements in chunks of requests, so memory
+    stays bounded at any size. Build on a set with `unirank-cli build --logs <out>`.
+    """
+    with _known_errors():
+        config = simulate.SimulationConfig(
+            n_impressions=rows, seed=seed, chunk_requests=chunk_requests
+        )
+        target = project_dir / "seeds" / "demo" if seeds else out_dir
+        file_format = "csv" if seeds else "parquet"
+        with Progress(
+            TextColumn("generating"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("requests"),
+            TimeElapsedColumn(),
+            console=console,
+        ) as progress:
+            task = progress.add_task("generate", total=config.n_requests)
+            on_chunk: Callable[[int], None] = lambda done: progress.update(task, completed=done)  # noqa: E731
+            result = simulate.generate(config, target, file_format, on_chunk=on_chunk)
+        table = Table(title=f"generated {file_format} logs in {result.directory}")
+        table.add_column("table")
+        table.add_column("rows", justify="right")
+        for name, count in result.row_counts.items():
+            table.add_row(name, f"{count:,}")
+        out.print(table)
+
+
+@app.command()
+def build(
+    logs: Annotated[
+        Path | None,
+        typer.Option(
+            "--logs",
+            help="A generated Parquet set (from `generate`) to build on instead of the committed "
+            "demo seeds; sets vars demo_source=parquet and demo_path.",
+        ),
+    ] = None,
+    select: Annotated[
+        str | None, typer.Option("--select", "-s", help="dbt selection, e.g. 'ranking_examples+'.")
+    ] = None,
+    target: Annotated[str | None, typer.Option(help="dbt target from profiles.yml.")] = None,
+    vars_text: VarsOption = None,
+    project_dir: ProjectDir = Path("."),
+) -> None:
+    """Run `dbt build`: labels, stratified union, features and the ranking mart, with all tests.
+
+    Builds staging, per-canvas label prep, the stratified union with sentinels, point-in-time
+    features and the ranking mart, runs every dbt test, then prints the mart's requests per canvas
+    and split and the quarantined rows.
+    """
+    with _known_errors():
+        extra: dict[str, Any] = {}
+        if logs is not None:
+            if not logs.is_dir():
+                raise simulate.SimulationError(
+                    f"--logs {logs} is not a folder; create one with `unirank-cli generate --out {logs}`"
+                )
+            extra = {"demo_source": "parquet", "demo_path": str(logs.resolve())}
+        settings = _settings(project_dir, vars_text, extra)
+        args = ["build"] + (["--select", select] if select else [])
+        build_stage.run_dbt(settings, args, target=target)
+        _print_mart_summary(settings)
+
+
+def _print_mart_summary(settings: Settings) -> None:
+    summary = mart_summary(settings)
+    table = Table(title=f"ranking_examples in {settings.duckdb_path}")
+    for column in ("canvas", "split", "requests", "rows", "positive share"):
+        table.add_column(column, justify="left" if column in ("canvas", "split") else "right")
+    for row in summary:
+        table.add_row(
+            row.task_type,
+            row.split,
+            f"{row.requests:,}",
+            f"{row.rows:,}",
+            f"{row.positive_share:.3f}",
+        )
+    out.print(table)
+    quarantine = quarantine_summary(settings)
+    if quarantine:
+        quarantined = ", ".join(
+            f"{r.source_table} {r.quarantined_rows:,} ({r.quarantined_share:.2%})"
+            for r in quarantine
+        )
+        out.print(f"quarantined rows: {quarantined} (see table quarantined_rows)")
+
+
+@app.command()
+def registry(
+    vars_text: VarsOption = None,
+    project_dir: ProjectDir = Path("."),
+) -> None:
+    """Validate and show the canvas registry (dbt_project.yml vars) as unirank reads it."""
+    with _known_errors():
+        settings = _settings(project_dir, vars_text)
+        reg = settings.registry
+        table = Table(title="canvases")
+        for column in ("canvas", "label model", "context columns", "required", "weight"):
+            table.add_column(column)
+        for canvas in reg.canvases:
+            table.add_row(
+                canvas.name,
+                canvas.label_model,
+                ", ".join(canvas.context_columns),
+                ", ".join(canvas.required_context),
+                f"{canvas.weight:g}",
+            )
+        out.print(table)
+        columns = Table(title="context columns")
+        for column in ("column", "type", "sentinel"):
+            columns.add_column(column)
+        for col in reg.context_columns:
+            columns.add_row(col.name, col.type, repr(col.sentinel))
+        out.print(columns)
+        s = reg.stratification
+        out.print(
+            f"stratification: {s.strategy}, budget {s.budget:,} requests, seed {s.seed}; "
+            f"split: train < {reg.split.valid_from} <= valid < {reg.split.test_from} <= test"
+        )
+
+
+if __name__ == "__main__":
+    app()

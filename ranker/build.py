@@ -1,0 +1,103 @@
+"""Run the dbt project (``dbt build`` and friends) with the settings' vars and warehouse.
+
+dbt runs as a child process of the same virtual environment: its logs stream through, a failure
+is a non-zero exit we turn into :class:`BuildError`, and a killed build cannot leave this process
+in a half state.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ranker.config import Settings
+
+logger = logging.getLogger(__name__)
+
+
+class BuildError(RuntimeError):
+    """dbt failed; the message carries dbt's own summary of what failed."""
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    command: tuple[str, ...]
+    returncode: int
+    output: str
+
+
+def dbt_executable() -> str:
+    """The dbt of this Python's environment (not whatever dbt is first on PATH)."""
+    candidate = Path(sys.executable).with_name("dbt")
+    return str(candidate) if candidate.exists() else "dbt"
+
+
+def dbt_command(settings: Settings, args: Sequence[str], target: str | None = None) -> list[str]:
+    command = [
+        dbt_executable(),
+        *args,
+        "--project-dir",
+        str(settings.project_dir),
+        "--profiles-dir",
+        str(settings.project_dir),
+    ]
+    if target:
+        command += ["--target", target]
+    if settings.var_overrides:
+        command += ["--vars", json.dumps(settings.var_overrides, default=str)]
+    return command
+
+
+def run_dbt(
+    settings: Settings,
+    args: Sequence[str],
+    target: str | None = None,
+    echo: bool = True,
+) -> BuildResult:
+    """Run ``dbt <args>`` for this project; raise :class:`BuildError` if it fails."""
+    settings.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, UNIRANK_DUCKDB_PATH=str(settings.duckdb_path))
+    if not (echo and sys.stderr.isatty()):
+        env["DBT_USE_COLORS"] = "false"
+    command = dbt_command(settings, args, target)
+    logger.info("running %s", " ".join(command))
+    lines: list[str] = []
+    with subprocess.Popen(
+        command,
+        cwd=settings.project_dir,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    ) as process:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append(line)
+            if echo:
+                sys.stderr.write(line)
+        returncode = process.wait()
+    output = "".join(lines)
+    if returncode != 0:
+        raise BuildError(_failure_summary(args, output))
+    return BuildResult(tuple(command), returncode, output)
+
+
+def _failure_summary(args: Sequence[str], output: str) -> str:
+    """dbt's own closing summary of what failed (or the end of its output)."""
+    lines = output.splitlines()
+    start = next(
+        (
+            i
+            for i, line in enumerate(lines)
+            if "Completed with" in line or "Encountered an error" in line
+        ),
+        max(0, len(lines) - 30),
+    )
+    detail = "\n".join(line.rstrip() for line in lines[start:] if line.strip())
+    return f"dbt {' '.join(args[:1])} failed:\n{detail}"

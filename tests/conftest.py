@@ -1,0 +1,80 @@
+"""Shared fixtures: the project folder, small generated logs, and a demo warehouse built once."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ranker import simulate
+from ranker.build import run_dbt
+from ranker.config import Settings, load_settings
+
+PROJECT_DIR = Path(__file__).resolve().parents[1]
+PROJECT_FILES = ("dbt_project.yml", "profiles.yml", "models", "macros", "seeds", "tests/dbt")
+
+
+@pytest.fixture(scope="session")
+def project_dir() -> Path:
+    return PROJECT_DIR
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _dbt_paths_outside_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """dbt's target/ and logs/ go to a temp folder, so tests never touch the user's."""
+    base = tmp_path_factory.mktemp("dbt")
+    saved = {
+        k: os.environ.get(k) for k in ("DBT_TARGET_PATH", "DBT_LOG_PATH", "UNIRANK_DUCKDB_PATH")
+    }
+    os.environ["DBT_TARGET_PATH"] = str(base / "target")
+    os.environ["DBT_LOG_PATH"] = str(base / "logs")
+    os.environ.pop("UNIRANK_DUCKDB_PATH", None)
+    yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+def copy_project(destination: Path) -> Path:
+    """A copy of the dbt project (no venv, no data) that a test may change."""
+    destination.mkdir(parents=True, exist_ok=True)
+    for name in PROJECT_FILES:
+        source = PROJECT_DIR / name
+        target = destination / name
+        if source.is_dir():
+            shutil.copytree(source, target)
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+    return destination
+
+
+@pytest.fixture(scope="session")
+def tiny_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small generated Parquet set (about 20k impressions) in several chunks."""
+    directory = tmp_path_factory.mktemp("logs") / "tiny"
+    config = simulate.SimulationConfig(n_impressions=20_000, chunk_requests=300)
+    simulate.generate(config, directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def demo_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """The default project (committed demo seeds) built with `dbt build` into a temp DuckDB file."""
+    path = tmp_path_factory.mktemp("warehouse") / "demo.duckdb"
+    settings = load_settings(PROJECT_DIR, duckdb_path=path)
+    run_dbt(settings, ["build"], echo=False)
+    return settings
+
+
+@pytest.fixture
+def warehouse_copy(demo_warehouse: Settings, tmp_path: Path) -> Path:
+    """A private copy of the built demo warehouse, for tests that rebuild part of it."""
+    copy = tmp_path / "copy.duckdb"
+    shutil.copy2(demo_warehouse.duckdb_path, copy)
+    return copy
