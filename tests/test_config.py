@@ -129,7 +129,7 @@ def test_bad_vars_text_is_a_registry_error() -> None:
 
 
 def test_missing_project_file_says_where(tmp_path: Path) -> None:
-    with pytest.raises(RegistryError, match="no dbt_project.yml"):
+    with pytest.raises(RegistryError, match=r"no dbt_project\.yml"):
         load_settings(tmp_path)
 
 
