@@ -5,7 +5,7 @@
 
       Selection is deterministic: within a canvas, requests are ordered by md5(request_id || seed)
       (then request_id) and the first `target` are kept, where target follows the strategy:
-        traffic  ceil(n_canvas * least(1, budget / n_all))
+        traffic  ceil(n_canvas * budget / n_all), at most n_canvas
         equal    floor(budget / n_canvases)
         weights  floor(budget * weight / sum(weights))
       md5 over a string is computed identically by every engine, so every engine keeps the same
@@ -64,10 +64,14 @@ canvas_targets as (
     select
         requests_per_canvas.task_type,
         {% if strat.strategy == 'traffic' -%}
-        cast(ceil(
-            requests_per_canvas.n_requests
-            * least(1.0, {{ strat.budget }} / cast(sum(requests_per_canvas.n_requests) over () as {{ type_double() }}))
-        ) as {{ dbt.type_bigint() }}) as target_requests
+        case
+            when sum(requests_per_canvas.n_requests) over () <= {{ strat.budget }} then requests_per_canvas.n_requests
+            -- ceil(n * budget / total) without float rounding: floor((n * budget + total - 1) / total)
+            else cast(floor(
+                (requests_per_canvas.n_requests * {{ strat.budget }} + sum(requests_per_canvas.n_requests) over () - 1)
+                / cast(sum(requests_per_canvas.n_requests) over () as {{ type_double() }})
+            ) as {{ dbt.type_bigint() }})
+        end as target_requests
         {%- elif strat.strategy == 'equal' -%}
         cast(floor({{ strat.budget }} / {{ canvases | length }}.0) as {{ dbt.type_bigint() }}) as target_requests
         {%- else -%}

@@ -56,7 +56,10 @@ class Stratification:
         targets: dict[str, int] = {}
         for canvas, n in requests_per_canvas.items():
             if self.strategy == "traffic":
-                targets[canvas] = math.ceil(n * min(1.0, self.budget / total)) if total else 0
+                # ceil(n * budget / total) in exact integer arithmetic (floats round 113 * 15/113 up to 16)
+                targets[canvas] = (
+                    n if self.budget >= total else (n * self.budget + total - 1) // total
+                )
             elif self.strategy == "equal":
                 targets[canvas] = math.floor(self.budget / len(weights))
             else:

@@ -8,10 +8,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from ranker import simulate
 from ranker.build import run_dbt
 from ranker.config import Settings, load_settings
+
+# CI runs are reproducible (derandomized); local runs keep exploring new examples.
+hypothesis_settings.register_profile("ci", derandomize=True, deadline=None)
+hypothesis_settings.register_profile("dev", deadline=None)
+hypothesis_settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 PROJECT_FILES = ("dbt_project.yml", "profiles.yml", "models", "macros", "seeds", "tests/dbt")

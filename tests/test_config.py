@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from ranker.config import (
@@ -163,6 +163,7 @@ def test_target_requests_examples() -> None:
     ),
     budget=st.integers(1, 20_000),
 )
+@example(counts={"a": 113}, budget=15)  # float ceil(113 * (15 / 113)) gave 16
 def test_traffic_keeps_canvas_shares(counts: dict[str, int], budget: int) -> None:
     weights = dict.fromkeys(counts, 1.0)
     kept = Stratification("traffic", budget, 0).target_requests(counts, weights)
