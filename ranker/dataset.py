@@ -1,13 +1,25 @@
-"""Reading the ranking mart and its companions from the warehouse."""
+"""Reading the ranking mart and its companions from the warehouse.
+
+The mart is read through Arrow (no row-by-row Python), ordered by request so every request's rows
+are contiguous, which CatBoost's ranking pools require.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import logging
 from dataclasses import dataclass
 
-from ranker.config import Settings
+import pandas as pd
+
+from ranker.config import Registry, Settings
 from ranker.warehouse import WarehouseError, connect, relation_exists
 
+logger = logging.getLogger(__name__)
+
 MART = "ranking_examples"
+KEY_COLUMNS: tuple[str, ...] = ("request_id", "item_id", "task_type", "split", "label")
+SPLITS: tuple[str, ...] = ("train", "valid", "test")
 
 
 class DatasetError(ValueError):
@@ -68,11 +80,118 @@ def quarantine_summary(settings: Settings) -> list[QuarantineCount]:
     return [QuarantineCount(str(t), int(n), int(q), float(s)) for t, n, q, s in rows]
 
 
+@dataclass(frozen=True)
+class RankingData:
+    """The ranking mart in memory: one frame, rows grouped by request, and its feature lists."""
+
+    frame: pd.DataFrame
+    categorical: tuple[str, ...]
+    numeric: tuple[str, ...]
+    fingerprint: str
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        return self.categorical + self.numeric
+
+    def split(self, name: str) -> pd.DataFrame:
+        return self.frame[self.frame["split"] == name]
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        return tuple(sorted(self.frame["task_type"].unique()))
+
+
+def load_ranking_data(settings: Settings, relation: str = MART) -> RankingData:
+    """Load the mart's keys, label and registry features; check what training relies on."""
+    registry = settings.registry
+    _require_relation(settings, relation)
+    with connect(settings.duckdb_path) as con:
+        present = [
+            row[0]
+            for row in con.execute(
+                "select column_name from information_schema.columns where table_name = ?",
+                [relation],
+            ).fetchall()
+        ]
+        wanted = list(dict.fromkeys([*KEY_COLUMNS, *registry.features.all]))
+        missing = [c for c in wanted if c not in present]
+        if missing:
+            raise DatasetError(
+                f"{relation} lacks column(s) {missing} that training needs (keys "
+                f"{list(KEY_COLUMNS)} and vars.model_features); rebuild it with "
+                "`unirank-cli build` or fix vars.model_features"
+            )
+        columns = ", ".join(f'"{c}"' for c in wanted)
+        table = con.sql(f"select {columns} from {relation} order by request_id, item_id").to_arrow_table()
+    frame = table.to_pandas()
+    validate_frame(frame, registry)
+    logger.info(
+        "loaded %s rows, %s requests from %s", len(frame), frame["request_id"].nunique(), relation
+    )
+    return RankingData(
+        frame=frame,
+        categorical=registry.features.categorical,
+        numeric=registry.features.numeric,
+        fingerprint=fingerprint(frame),
+    )
+
+
+def validate_frame(frame: pd.DataFrame, registry: Registry) -> None:
+    """Refuse data that would make training or evaluation meaningless, naming the problem."""
+    if frame.empty:
+        raise DatasetError(
+            "the ranking mart is empty; check the sources and the stratification budget"
+        )
+    labels = frame["label"]
+    if labels.isna().any():
+        bad = frame.loc[labels.isna(), ["request_id", "item_id", "task_type"]].iloc[0]
+        raise DatasetError(
+            f"{int(labels.isna().sum())} row(s) have a NULL/NaN label, e.g. request "
+            f"{bad.request_id} item {bad.item_id} of canvas {bad.task_type}; fix that canvas's "
+            "label model"
+        )
+    if (labels < 0).any():
+        raise DatasetError("labels must be >= 0 (graded: 0 shown and not engaged, higher = better)")
+    unknown_splits = set(frame["split"].unique()) - set(SPLITS)
+    if unknown_splits:
+        raise DatasetError(
+            f"unknown split value(s) {sorted(unknown_splits)}; expected {list(SPLITS)}"
+        )
+    for split in SPLITS:
+        if not (frame["split"] == split).any():
+            raise DatasetError(
+                f"the {split} split is empty; the registry cuts at valid_from="
+                f"{registry.split.valid_from}, test_from={registry.split.test_from}: move them "
+                "inside the data's time range"
+            )
+    per_request = frame.groupby("request_id", sort=False)["task_type"].nunique()
+    if (per_request > 1).any():
+        raise DatasetError(
+            f"request {per_request[per_request > 1].index[0]} appears under several canvases; "
+            "request ids must be unique across canvases"
+        )
+    for column in registry.features.numeric:
+        if frame[column].isna().any():
+            raise DatasetError(
+                f"feature {column} has NULLs; the mart must fill its documented default instead"
+            )
+
+
+def fingerprint(frame: pd.DataFrame) -> str:
+    """A stable hash of the rows training sees (keys, split and label), independent of engine."""
+    hashed = pd.util.hash_pandas_object(
+        frame[["request_id", "item_id", "split", "label"]], index=False
+    ).to_numpy()
+    return hashlib.sha256(hashed.tobytes()).hexdigest()[:16]
+
+
 __all__ = [
     "DatasetError",
     "QuarantineCount",
+    "RankingData",
     "SplitCount",
     "WarehouseError",
+    "load_ranking_data",
     "mart_summary",
     "quarantine_summary",
 ]
