@@ -1,5 +1,6 @@
 # Two commands do everything on a fresh clone:
-#   make demo   create .venv, install unirank, run the main job on DuckDB with the bundled demo data
+#   make demo   create .venv, install unirank, run the main job on DuckDB with the bundled demo data:
+#               dbt build -> train + evaluate per canvas -> reports (prints where the index is)
 #   make test   create .venv, install unirank, run the whole test suite
 PYTHON ?= python3
 VENV := .venv
@@ -16,6 +17,7 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/unirank-cli build
+	$(BIN)/unirank-cli train
 
 test: $(STAMP)
 	$(BIN)/pytest

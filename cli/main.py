@@ -6,6 +6,7 @@ and prints a short summary. Known errors become a one-line message and exit code
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -15,11 +16,19 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
+from ranker import artifacts, evaluate, simulate
 from ranker import build as build_stage
-from ranker import simulate
+from ranker import train as train_stage
 from ranker.config import RegistryError, Settings, load_settings, parse_var_overrides
 from ranker.dataset import DatasetError, mart_summary, quarantine_summary
 from ranker.warehouse import WarehouseError
@@ -28,7 +37,8 @@ app = typer.Typer(
     help=(
         "unirank: serve several recommendation canvases (home, related, search, category, ...) "
         "from ONE CatBoost ranking model, declared in SQL with dbt. Typical flow: "
-        "`generate` (optional, larger demo logs) -> `build` (dbt: labels, union, features, mart)."
+        "`generate` (optional, larger demo logs) -> `build` (dbt: labels, union, features, mart) "
+        "-> `train` (one model, evaluated per canvas, reports)."
     ),
     no_args_is_help=True,
     add_completion=False,
@@ -42,6 +52,9 @@ KNOWN_ERRORS: tuple[type[Exception], ...] = (
     WarehouseError,
     simulate.SimulationError,
     DatasetError,
+    train_stage.TrainingError,
+    evaluate.EvaluationError,
+    artifacts.ArtifactError,
 )
 
 ProjectDir = Annotated[
@@ -196,6 +209,122 @@ def _print_mart_summary(settings: Settings) -> None:
             for r in quarantine
         )
         out.print(f"quarantined rows: {quarantined} (see table quarantined_rows)")
+
+
+@app.command()
+def train(
+    iterations: Annotated[int | None, typer.Option(min=1, help="Max boosting iterations.")] = None,
+    learning_rate: Annotated[float | None, typer.Option(help="Learning rate.")] = None,
+    depth: Annotated[int | None, typer.Option(min=1, max=16, help="Tree depth.")] = None,
+    border_count: Annotated[
+        int | None, typer.Option(min=1, help="Histogram borders per numeric feature.")
+    ] = None,
+    early_stopping_rounds: Annotated[
+        int | None,
+        typer.Option(min=1, help="Stop after this many rounds without a better valid NDCG@10."),
+    ] = None,
+    max_negatives: Annotated[
+        int | None,
+        typer.Option(
+            "--max-negatives", min=1, help="Keep at most N negatives per training request (faster)."
+        ),
+    ] = None,
+    threads: Annotated[int | None, typer.Option(help="CPU threads (-1 = all).")] = None,
+    compare: Annotated[
+        bool,
+        typer.Option(help="Also train the per-canvas (bespoke) and no-task models and compare."),
+    ] = True,
+    reports: Annotated[bool, typer.Option(help="Write the HTML reports.")] = True,
+    vars_text: VarsOption = None,
+    project_dir: ProjectDir = Path("."),
+) -> None:
+    """Train one CatBoost YetiRank model for all canvases; evaluate it per canvas; publish it.
+
+    Reads the ranking mart (run `build` first), trains the unified model with early stopping on
+    the valid split, compares it on the test split with a model per canvas, the model without
+    task_type and popularity, writes artifacts/models/<version>/, the model_metrics table and
+    reports/<version>/, and only then makes the new version current.
+    """
+    with _known_errors():
+        settings = _settings(project_dir, vars_text)
+        params = train_stage.TrainParams.from_settings(
+            settings,
+            iterations=iterations,
+            learning_rate=learning_rate,
+            depth=depth,
+            border_count=border_count,
+            early_stopping_rounds=early_stopping_rounds,
+            max_negatives_per_request=max_negatives,
+            thread_count=threads,
+        )
+        params = dataclasses.replace(params, compare=compare)
+        with Progress(
+            TextColumn("{task.description:<22}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("iterations"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+        ) as progress:
+            bars: dict[str, TaskID] = {}
+
+            def on_progress(stage: str, done: int, total: int) -> None:
+                if stage not in bars:
+                    bars[stage] = progress.add_task(f"training {stage}", total=total)
+                progress.update(bars[stage], completed=done, total=total)
+
+            result = train_stage.train_and_evaluate(
+                settings, params, on_progress, write_reports=reports
+            )
+        _print_evaluation(result)
+
+
+def _print_evaluation(result: train_stage.TrainingResult) -> None:
+    metric = evaluate.HEADLINE_METRIC
+    table = Table(title=f"{metric} on the test split, mean ± 95% CI half-width")
+    kinds = ["unified", "bespoke", "no_task", "popularity"]
+    table.add_column("canvas")
+    table.add_column("requests", justify="right")
+    for kind in kinds:
+        table.add_column(kind, justify="right")
+    table.add_column("unified vs bespoke", justify="right")
+    for evaluation in result.evaluations:
+        if evaluation.skipped:
+            table.add_row(evaluation.task, "0", f"not evaluated: {evaluation.skipped}")
+            continue
+        cells = []
+        for kind in kinds:
+            scores = evaluation.models.get(kind)
+            cells.append("-" if scores is None else _plus_minus(scores.metrics[metric]))
+        delta = evaluation.deltas.get("bespoke", {}).get(metric)
+        table.add_row(
+            evaluation.task,
+            f"{evaluation.n_requests:,}",
+            *cells,
+            "-" if delta is None else _verdict(delta),
+        )
+    out.print(table)
+    for note in result.notes:
+        out.print(f"note: {note}")
+    out.print(f"model {result.version}: {result.model_dir} (now current)")
+    if result.report_index is not None:
+        out.print(f"report: {result.report_index}")
+
+
+def _plus_minus(interval: evaluate.Interval) -> str:
+    return f"{interval.value:.3f} ±{(interval.high - interval.low) / 2:.3f}"
+
+
+def _verdict(delta: evaluate.Interval) -> str:
+    """A paired difference and whether its 95% interval excludes zero."""
+    if delta.low > 0:
+        word = "better"
+    elif delta.high < 0:
+        word = "worse"
+    else:
+        word = "tie"
+    return f"{delta.value:+.3f} {word}"
 
 
 @app.command()

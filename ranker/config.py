@@ -118,6 +118,8 @@ class Settings:
 
     project_dir: Path
     duckdb_path: Path
+    artifacts_dir: Path
+    reports_dir: Path
     registry: Registry
     vars: dict[str, Any]
     var_overrides: dict[str, Any]
@@ -277,10 +279,14 @@ def load_settings(
     project_dir: Path | str = ".",
     var_overrides: Mapping[str, Any] | None = None,
     duckdb_path: Path | str | None = None,
+    artifacts_dir: Path | str | None = None,
+    reports_dir: Path | str | None = None,
 ) -> Settings:
-    """Read dbt_project.yml under ``project_dir``, apply overrides, validate, locate the warehouse.
+    """Read dbt_project.yml under ``project_dir``, apply overrides, validate, locate the outputs.
 
     The warehouse path follows profiles.yml: ``UNIRANK_DUCKDB_PATH`` or warehouse/unirank.duckdb.
+    Models go to ``artifacts/`` (``UNIRANK_ARTIFACTS_DIR``), reports to ``reports/``
+    (``UNIRANK_REPORTS_DIR``); relative paths are relative to the project folder.
     """
     project = Path(project_dir).resolve()
     overrides = dict(var_overrides or {})
@@ -289,13 +295,21 @@ def load_settings(
     registry = parse_registry(variables, project)
     if duckdb_path is None:
         duckdb_path = os.environ.get("UNIRANK_DUCKDB_PATH", str(DEFAULT_DUCKDB_PATH))
-    path = Path(duckdb_path)
-    if not path.is_absolute():
-        path = project / path
     return Settings(
         project_dir=project,
-        duckdb_path=path,
+        duckdb_path=_under(project, duckdb_path),
+        artifacts_dir=_under(
+            project, artifacts_dir or os.environ.get("UNIRANK_ARTIFACTS_DIR", "artifacts")
+        ),
+        reports_dir=_under(
+            project, reports_dir or os.environ.get("UNIRANK_REPORTS_DIR", "reports")
+        ),
         registry=registry,
         vars=variables,
         var_overrides=overrides,
     )
+
+
+def _under(project: Path, path: Path | str) -> Path:
+    resolved = Path(path)
+    return resolved if resolved.is_absolute() else project / resolved

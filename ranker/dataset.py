@@ -122,7 +122,9 @@ def load_ranking_data(settings: Settings, relation: str = MART) -> RankingData:
                 "`unirank-cli build` or fix vars.model_features"
             )
         columns = ", ".join(f'"{c}"' for c in wanted)
-        table = con.sql(f"select {columns} from {relation} order by request_id, item_id").to_arrow_table()
+        table = con.sql(
+            f"select {columns} from {relation} order by request_id, item_id"
+        ).to_arrow_table()
     frame = table.to_pandas()
     validate_frame(frame, registry)
     logger.info(

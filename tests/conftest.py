@@ -78,6 +78,28 @@ def demo_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     return settings
 
 
+@pytest.fixture(scope="session")
+def tiny_warehouse(tiny_logs: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny generated logs built with dbt: a small ranking mart for training tests."""
+    path = tmp_path_factory.mktemp("tiny_warehouse") / "tiny.duckdb"
+    overrides = {"demo_source": "parquet", "demo_path": str(tiny_logs)}
+    run_dbt(load_settings(PROJECT_DIR, overrides, duckdb_path=path), ["build"], echo=False)
+    return path
+
+
+@pytest.fixture
+def tiny_settings(tiny_warehouse: Path, tmp_path: Path) -> Settings:
+    """Settings on a private copy of the tiny warehouse, with artifacts and reports in tmp_path."""
+    copy = tmp_path / "tiny.duckdb"
+    shutil.copy2(tiny_warehouse, copy)
+    return load_settings(
+        PROJECT_DIR,
+        duckdb_path=copy,
+        artifacts_dir=tmp_path / "artifacts",
+        reports_dir=tmp_path / "reports",
+    )
+
+
 @pytest.fixture
 def warehouse_copy(demo_warehouse: Settings, tmp_path: Path) -> Path:
     """A private copy of the built demo warehouse, for tests that rebuild part of it."""

@@ -1,0 +1,125 @@
+"""The model store: ``artifacts/models/<version>/`` folders and the ``CURRENT`` pointer.
+
+A version folder is written aside (``.partial-<version>``) and renamed into place when complete;
+an existing version is never overwritten. ``CURRENT`` names the version scoring uses; it moves
+(atomically, by ``os.replace``) only after a run fully succeeded, so a failed or interrupted run
+leaves the previous model current and usable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+MODEL_FILE = "model.cbm"
+METADATA_FILE = "metadata.json"
+POINTER_FILE = "CURRENT"
+
+
+class ArtifactError(RuntimeError):
+    """A model version is missing, incomplete or would be overwritten."""
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    version: str
+    path: Path
+    metadata: dict[str, Any]
+
+    @property
+    def model_file(self) -> Path:
+        return self.path / MODEL_FILE
+
+
+def models_dir(artifacts_dir: Path) -> Path:
+    return artifacts_dir / "models"
+
+
+def new_version(data_fingerprint: str, now: datetime | None = None) -> str:
+    """``<UTC time>-<data fingerprint>``: sortable, and says which data trained it."""
+    stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%S%fZ")
+    return f"{stamp}-{data_fingerprint[:8]}"
+
+
+def write_version(
+    root: Path,
+    version: str,
+    metadata: dict[str, Any],
+    write_model: Callable[[Path], None],
+) -> ModelVersion:
+    """Write ``<root>/<version>/`` (model via ``write_model(path)`` + metadata.json), all or nothing."""
+    final = root / version
+    if final.exists():
+        raise ArtifactError(
+            f"model version {version} already exists at {final}; refusing to overwrite it"
+        )
+    root.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f".partial-{version}-", dir=root))
+    try:
+        write_model(partial / MODEL_FILE)
+        (partial / METADATA_FILE).write_text(json.dumps(metadata, indent=2, default=str) + "\n")
+        partial.rename(final)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    return ModelVersion(version, final, metadata)
+
+
+def update_metadata(model: ModelVersion, extra: dict[str, Any]) -> ModelVersion:
+    """Add keys to a version's metadata.json (atomic replace of the file)."""
+    metadata = {**model.metadata, **extra}
+    _atomic_write(model.path / METADATA_FILE, json.dumps(metadata, indent=2, default=str) + "\n")
+    return ModelVersion(model.version, model.path, metadata)
+
+
+def promote(root: Path, version: str) -> None:
+    """Make ``version`` the current model (atomic pointer move)."""
+    if not (root / version / MODEL_FILE).is_file():
+        raise ArtifactError(f"cannot promote {version}: {root / version / MODEL_FILE} is missing")
+    _atomic_write(root / POINTER_FILE, version + "\n")
+
+
+def current_version(root: Path) -> ModelVersion:
+    """The current model, or a clear error saying to train one."""
+    pointer = root / POINTER_FILE
+    if not pointer.is_file():
+        raise ArtifactError(f"no trained model under {root}; run `unirank-cli train` first")
+    return load_version(root, pointer.read_text().strip())
+
+
+def load_version(root: Path, version: str) -> ModelVersion:
+    path = root / version
+    metadata_file = path / METADATA_FILE
+    if not (path / MODEL_FILE).is_file() or not metadata_file.is_file():
+        raise ArtifactError(f"model version {version} at {path} is incomplete or missing")
+    return ModelVersion(version, path, json.loads(metadata_file.read_text()))
+
+
+def list_versions(root: Path) -> list[str]:
+    if not root.is_dir():
+        return []
+    return sorted(
+        p.name
+        for p in root.iterdir()
+        if p.is_dir() and not p.name.startswith(".") and (p / MODEL_FILE).is_file()
+    )
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

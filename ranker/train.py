@@ -1,0 +1,537 @@
+"""Train one CatBoost YetiRank ranker for every canvas, evaluate it per canvas, publish it.
+
+``train_and_evaluate`` is what ``unirank-cli train`` runs:
+
+1. load the ranking mart (Arrow) and check it;
+2. train the unified model: CatBoostRanker(loss_function="YetiRank"), groups = requests,
+   ``task_type`` and the other categorical context columns as categorical features, early stopping
+   on the ``valid`` split;
+3. train the comparisons with the same features and budget: one "bespoke" model per canvas (only
+   that canvas's rows), the unified model without ``task_type`` (ablation), and a popularity
+   baseline per canvas (no training);
+4. evaluate every model on exactly the same test requests, per canvas and overall;
+5. write ``artifacts/models/<version>/`` (model + metadata.json), the ``model_metrics`` table and the
+   reports, and only then move the ``CURRENT`` pointer to the new version.
+
+CatBoost is confined to this module (and scoring).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from catboost import CatBoostError, CatBoostRanker, Pool
+
+from ranker import artifacts, evaluate
+from ranker.config import Settings
+from ranker.dataset import RankingData, load_ranking_data
+from ranker.warehouse import connect
+
+logger = logging.getLogger(__name__)
+
+MODEL_DESCRIPTIONS: dict[str, str] = {
+    "unified": "one CatBoost YetiRank model for all canvases, task_type as a categorical feature",
+    "bespoke": "one CatBoost YetiRank model per canvas, trained on that canvas only (same features and budget)",
+    "no_task": "the unified model without the task_type feature (ablation)",
+    "popularity": "popularity within the canvas as of the request (item_canvas_engagements), no model",
+}
+
+# Progress callback: (stage, iteration, total iterations) - stage names which model is training.
+ProgressCallback = Callable[[str, int, int], None]
+
+
+class TrainingError(RuntimeError):
+    """Training could not produce a model; the message says which model and why."""
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    """CatBoost YetiRank hyper-parameters and the levers that make it fast.
+
+    Defaults come from ``vars.training`` in dbt_project.yml; the CLI overrides single values.
+    """
+
+    iterations: int = 800
+    learning_rate: float = 0.1
+    depth: int = 6
+    l2_leaf_reg: float = 3.0
+    border_count: int = 64
+    boosting_type: str = "Plain"
+    early_stopping_rounds: int = 50
+    max_negatives_per_request: int | None = None
+    thread_count: int = -1
+    random_seed: int = 0
+    bootstrap_resamples: int = 1000
+    compare: bool = True
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> TrainParams:
+        raw = dict(settings.vars.get("training") or {})
+        raw.update({k: v for k, v in overrides.items() if v is not None})
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise TrainingError(
+                f"vars.training has unknown key(s) {unknown}; known: {sorted(known)}"
+            )
+        params = cls(**raw)
+        params.validate()
+        return params
+
+    def validate(self) -> None:
+        if self.iterations < 1:
+            raise TrainingError(f"iterations must be >= 1, got {self.iterations}")
+        if not 0 < self.learning_rate <= 1:
+            raise TrainingError(f"learning_rate must be in (0, 1], got {self.learning_rate}")
+        if not 1 <= self.depth <= 16:
+            raise TrainingError(f"depth must be in [1, 16], got {self.depth}")
+        if not 1 <= self.border_count <= 65535:
+            raise TrainingError(f"border_count must be in [1, 65535], got {self.border_count}")
+        if self.boosting_type not in ("Plain", "Ordered"):
+            raise TrainingError(
+                f"boosting_type must be Plain or Ordered, got {self.boosting_type!r}"
+            )
+        if self.max_negatives_per_request is not None and self.max_negatives_per_request < 1:
+            raise TrainingError("max_negatives_per_request must be >= 1 (or unset to keep all)")
+
+    def catboost_params(self) -> dict[str, Any]:
+        return {
+            "loss_function": "YetiRank",
+            "eval_metric": "NDCG:top=10",
+            "iterations": self.iterations,
+            "learning_rate": self.learning_rate,
+            "depth": self.depth,
+            "l2_leaf_reg": self.l2_leaf_reg,
+            "border_count": self.border_count,
+            "boosting_type": self.boosting_type,
+            "thread_count": self.thread_count,
+            "random_seed": self.random_seed,
+            "allow_writing_files": False,
+            "verbose": False,
+        }
+
+
+@dataclass
+class FittedModel:
+    model: CatBoostRanker
+    features: tuple[str, ...]
+    categorical: tuple[str, ...]
+    best_iteration: int
+    seconds: float
+    train_rows: int
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        if frame.empty:
+            return np.array([])
+        return np.asarray(self.model.predict(_pool(frame, self.features, self.categorical)))
+
+
+@dataclass
+class TrainingResult:
+    version: str
+    model_dir: Path
+    report_index: Path | None
+    evaluations: list[evaluate.TaskEvaluation]
+    timings: dict[str, float]
+    promoted: bool
+    notes: list[str] = field(default_factory=list)
+
+
+def _pool(
+    frame: pd.DataFrame,
+    features: Sequence[str],
+    categorical: Sequence[str],
+    with_label: bool = False,
+) -> Pool:
+    data = frame[list(features)].copy()
+    for column in categorical:
+        data[column] = data[column].astype(str)
+    return Pool(
+        data=data,
+        label=frame["label"].to_numpy(dtype=float) if with_label else None,
+        group_id=frame["request_id"].to_numpy() if with_label else None,
+        cat_features=[c for c in features if c in categorical],
+    )
+
+
+def prepare_for_fit(frame: pd.DataFrame, max_negatives: int | None, seed: int) -> pd.DataFrame:
+    """Rows YetiRank can learn from: requests with at least one positive and one negative,
+    optionally with at most ``max_negatives`` negatives per request (kept deterministically by a
+    hash of item and seed; a request's positives are always kept). Rows stay grouped by request."""
+    labels = frame.groupby("request_id", sort=False)["label"]
+    informative = (labels.transform("max") > 0) & (labels.transform("min") == 0)
+    kept = frame[informative]
+    if max_negatives is not None:
+        noise = pd.util.hash_pandas_object(kept["item_id"] + f"|{seed}", index=False).to_numpy()
+        kept = kept.assign(_noise=noise)
+        negative_rank = (
+            kept[kept["label"] == 0]
+            .groupby("request_id", sort=False)["_noise"]
+            .rank(method="first")
+        )
+        keep = (kept["label"] > 0) | (negative_rank.reindex(kept.index) <= max_negatives)
+        kept = kept[keep].drop(columns="_noise")
+    return kept
+
+
+def fit_ranker(
+    name: str,
+    train: pd.DataFrame,
+    valid: pd.DataFrame | None,
+    features: Sequence[str],
+    categorical: Sequence[str],
+    params: TrainParams,
+    on_progress: ProgressCallback | None = None,
+) -> FittedModel:
+    """Train one YetiRank model; early-stop on ``valid`` when it has informative requests."""
+    fit_train = prepare_for_fit(train, params.max_negatives_per_request, params.random_seed)
+    if fit_train.empty:
+        raise TrainingError(
+            f"{name}: no training request has both a positive and a negative label; "
+            "check the canvas's label model"
+        )
+    fit_valid = prepare_for_fit(valid, None, params.random_seed) if valid is not None else None
+    features = tuple(features)
+    categorical = tuple(c for c in features if c in categorical)
+    model = CatBoostRanker(**params.catboost_params())
+    kwargs: dict[str, Any] = {}
+    if fit_valid is not None and not fit_valid.empty:
+        kwargs["eval_set"] = _pool(fit_valid, features, categorical, with_label=True)
+        kwargs["early_stopping_rounds"] = params.early_stopping_rounds
+        kwargs["use_best_model"] = True
+    if on_progress is not None:
+        kwargs["callbacks"] = [_ProgressCallback(name, params.iterations, on_progress)]
+    started = time.perf_counter()
+    try:
+        model.fit(_pool(fit_train, features, categorical, with_label=True), **kwargs)
+    except CatBoostError as exc:
+        raise TrainingError(f"{name}: CatBoost could not train: {exc}") from exc
+    seconds = time.perf_counter() - started
+    best = model.get_best_iteration()
+    best_iteration = int(best) if best is not None else model.tree_count_ - 1
+    logger.info(
+        "%s: %s trees, best iteration %s, %.1fs", name, model.tree_count_, best_iteration, seconds
+    )
+    if on_progress is not None:
+        on_progress(name, model.tree_count_, model.tree_count_)
+    return FittedModel(model, features, categorical, best_iteration, seconds, len(fit_train))
+
+
+class _ProgressCallback:
+    """CatBoost ``after_iteration`` hook forwarding progress every 10 iterations."""
+
+    def __init__(self, name: str, total: int, on_progress: ProgressCallback) -> None:
+        self.name, self.total, self.on_progress = name, total, on_progress
+
+    def after_iteration(self, info: Any) -> bool:
+        if info.iteration % 10 == 0:
+            self.on_progress(self.name, info.iteration, self.total)
+        return True
+
+
+def popularity_scores(frame: pd.DataFrame) -> np.ndarray:
+    """Popularity within the canvas as of the request; ties broken by overall popularity."""
+    overall = frame["item_engagements"].to_numpy(dtype=float)
+    return frame["item_canvas_engagements"].to_numpy(dtype=float) + overall / (
+        overall.max() + 1.0 if len(overall) else 1.0
+    )
+
+
+def feature_importance_per_task(
+    fitted: FittedModel, test: pd.DataFrame, max_rows: int = 3000, seed: int = 0
+) -> dict[str, dict[str, float]]:
+    """Mean |SHAP value| per feature on each task's test rows: how the one model uses features
+    differently per canvas."""
+    result: dict[str, dict[str, float]] = {}
+    for task, rows in test.groupby("task_type", sort=True):
+        sample = rows.sample(n=min(max_rows, len(rows)), random_state=seed).sort_values(
+            "request_id"
+        )
+        shap = fitted.model.get_feature_importance(
+            data=_pool(sample, fitted.features, fitted.categorical), type="ShapValues"
+        )
+        importance = np.abs(np.asarray(shap)[:, :-1]).mean(axis=0)
+        result[str(task)] = {f: float(v) for f, v in zip(fitted.features, importance, strict=True)}
+    return result
+
+
+def _evaluate(
+    data: RankingData,
+    test: pd.DataFrame,
+    scores: Mapping[str, np.ndarray],
+    params: TrainParams,
+    tasks: Sequence[str],
+) -> list[evaluate.TaskEvaluation]:
+    results: list[evaluate.TaskEvaluation] = []
+    labels = test["label"].to_numpy(dtype=float)
+    groups = test["request_id"].to_numpy()
+    task_of_row = test["task_type"].to_numpy()
+    for task in tasks:
+        mask = task_of_row == task
+        if not mask.any():
+            results.append(evaluate.skipped_task(task, "no test requests for this canvas"))
+            continue
+        if not (labels[mask] > 0).any():
+            results.append(
+                evaluate.skipped_task(task, "no test request of this canvas has a positive label")
+            )
+            continue
+        available = {k: v[mask] for k, v in scores.items() if not np.isnan(v[mask]).any()}
+        results.append(
+            evaluate.compare_models(
+                task,
+                labels[mask],
+                groups[mask],
+                available,
+                n_resamples=params.bootstrap_resamples,
+                seed=params.random_seed,
+            )
+        )
+    overall = {k: v for k, v in scores.items() if not np.isnan(v).any()}
+    results.append(
+        evaluate.compare_models(
+            evaluate.ALL_TASKS,
+            labels,
+            groups,
+            overall,
+            n_resamples=params.bootstrap_resamples,
+            seed=params.random_seed,
+        )
+    )
+    return results
+
+
+def train_and_evaluate(
+    settings: Settings,
+    params: TrainParams,
+    on_progress: ProgressCallback | None = None,
+    write_reports: bool = True,
+) -> TrainingResult:
+    """Train, compare, publish. The new version becomes current only if every step succeeded."""
+    timings: dict[str, float] = {}
+    notes: list[str] = []
+    run_started = time.perf_counter()
+    data = load_ranking_data(settings)
+    timings["load_seconds"] = time.perf_counter() - run_started
+    train, valid, test = data.split("train"), data.split("valid"), data.split("test")
+    registry_tasks = list(settings.registry.canvas_names)
+    tasks = registry_tasks + [t for t in data.tasks if t not in registry_tasks]
+
+    unified = fit_ranker(
+        "unified", train, valid, data.features, data.categorical, params, on_progress
+    )
+    timings["unified_fit_seconds"] = unified.seconds
+    scores: dict[str, np.ndarray] = {
+        "unified": unified.predict(test),
+        "popularity": popularity_scores(test),
+    }
+    fitted: dict[str, Any] = {"unified": unified}
+
+    if params.compare:
+        no_task_features = tuple(f for f in data.features if f != "task_type")
+        no_task = fit_ranker(
+            "no_task", train, valid, no_task_features, data.categorical, params, on_progress
+        )
+        timings["no_task_fit_seconds"] = no_task.seconds
+        scores["no_task"] = no_task.predict(test)
+        fitted["no_task"] = no_task
+        bespoke_scores = np.full(len(test), np.nan)
+        bespoke_seconds = 0.0
+        for task in tasks:
+            task_train = train[train["task_type"] == task]
+            task_test_mask = (test["task_type"] == task).to_numpy()
+            if not task_test_mask.any():
+                continue
+            try:
+                model = fit_ranker(
+                    f"bespoke:{task}",
+                    task_train,
+                    valid[valid["task_type"] == task],
+                    data.features,
+                    data.categorical,
+                    params,
+                    on_progress,
+                )
+            except TrainingError as exc:
+                notes.append(f"bespoke model for {task} not trained: {exc}")
+                logger.warning("bespoke model for %s not trained: %s", task, exc)
+                continue
+            bespoke_seconds += model.seconds
+            fitted[f"bespoke:{task}"] = model
+            bespoke_scores[task_test_mask] = model.predict(test[task_test_mask])
+        timings["bespoke_fit_seconds"] = bespoke_seconds
+        if np.isnan(bespoke_scores).all():
+            notes.append("no bespoke model could be trained")
+        scores["bespoke"] = bespoke_scores
+
+    started = time.perf_counter()
+    evaluations = _evaluate(data, test, scores, params, tasks)
+    timings["evaluate_seconds"] = time.perf_counter() - started
+    importance = feature_importance_per_task(unified, test, seed=params.random_seed)
+
+    version = artifacts.new_version(data.fingerprint)
+    metadata = _metadata(
+        settings, data, params, unified, fitted, evaluations, importance, timings, notes, version
+    )
+    root = artifacts.models_dir(settings.artifacts_dir)
+    model_version = artifacts.write_version(
+        root, version, metadata, lambda p: unified.model.save_model(str(p))
+    )
+    write_model_metrics(settings, version, evaluations)
+
+    report_index: Path | None = None
+    if write_reports:
+        report_index = _write_reports(
+            settings, version, data, test, scores["unified"], evaluations, importance
+        )
+    artifacts.promote(root, version)
+    timings["total_seconds"] = time.perf_counter() - run_started
+    artifacts.update_metadata(model_version, {"timings": timings})
+    return TrainingResult(
+        version, model_version.path, report_index, evaluations, timings, True, notes
+    )
+
+
+def _write_reports(
+    settings: Settings,
+    version: str,
+    data: RankingData,
+    test: pd.DataFrame,
+    unified_scores: np.ndarray,
+    evaluations: list[evaluate.TaskEvaluation],
+    importance: dict[str, dict[str, float]],
+) -> Path:
+    from ranker import report  # Evidently is imported only when reports are written
+
+    train = data.split("train")
+    frames: dict[str, report.TaskFrames] = {}
+    scored = test.assign(score=unified_scores)
+    for evaluation in evaluations:
+        if evaluation.skipped or evaluation.task == evaluate.ALL_TASKS:
+            continue
+        task_train = train[train["task_type"] == evaluation.task]
+        reference = task_train.sample(n=min(20_000, len(task_train)), random_state=0)
+        frames[evaluation.task] = report.TaskFrames(
+            reference=reference[list(data.features)],
+            current=scored.loc[
+                scored["task_type"] == evaluation.task,
+                [*data.features, "request_id", "item_id", "label", "score"],
+            ],
+        )
+    paths = report.write_reports(
+        out_dir=settings.reports_dir / version,
+        version=version,
+        evaluations=evaluations,
+        task_frames=frames,
+        numeric_features=data.numeric,
+        categorical_features=data.categorical,
+        feature_importance=importance,
+        model_descriptions=MODEL_DESCRIPTIONS,
+    )
+    return paths.index
+
+
+def evaluation_to_dict(evaluation: evaluate.TaskEvaluation) -> dict[str, Any]:
+    return {
+        "task": evaluation.task,
+        "n_requests": evaluation.n_requests,
+        "n_rows": evaluation.n_rows,
+        "skipped": evaluation.skipped,
+        "models": {
+            kind: {m: iv.to_dict() for m, iv in scores.metrics.items()}
+            for kind, scores in evaluation.models.items()
+        },
+        "deltas_vs_unified": {
+            kind: {m: iv.to_dict() for m, iv in metrics.items()}
+            for kind, metrics in evaluation.deltas.items()
+        },
+    }
+
+
+def _metadata(
+    settings: Settings,
+    data: RankingData,
+    params: TrainParams,
+    unified: FittedModel,
+    fitted: Mapping[str, FittedModel],
+    evaluations: list[evaluate.TaskEvaluation],
+    importance: Mapping[str, Mapping[str, float]],
+    timings: Mapping[str, float],
+    notes: list[str],
+    version: str,
+) -> dict[str, Any]:
+    registry = settings.registry
+    return {
+        "version": version,
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "features": list(unified.features),
+        "categorical_features": list(unified.categorical),
+        "registry": {
+            "context_columns": [dataclasses.asdict(c) for c in registry.context_columns],
+            "canvases": [dataclasses.asdict(c) for c in registry.canvases],
+            "stratification": dataclasses.asdict(registry.stratification),
+            "split": {k: str(v) for k, v in dataclasses.asdict(registry.split).items()},
+        },
+        "data": {
+            "fingerprint": data.fingerprint,
+            "rows": len(data.frame),
+            "requests": int(data.frame["request_id"].nunique()),
+            "rows_per_split": {k: int(v) for k, v in data.frame["split"].value_counts().items()},
+        },
+        "params": dataclasses.asdict(params),
+        "best_iteration": unified.best_iteration,
+        "models": {
+            name: {
+                "best_iteration": m.best_iteration,
+                "fit_seconds": round(m.seconds, 2),
+                "train_rows": m.train_rows,
+            }
+            for name, m in fitted.items()
+        },
+        "metrics": [evaluation_to_dict(e) for e in evaluations],
+        "feature_importance": importance,
+        "timings": dict(timings),
+        "notes": notes,
+    }
+
+
+def write_model_metrics(
+    settings: Settings, version: str, evaluations: Sequence[evaluate.TaskEvaluation]
+) -> int:
+    """Append this version's metrics to the warehouse table ``model_metrics`` (one row per version,
+    task, model kind and metric), in one transaction."""
+    rows = [
+        (version, e.task, kind, metric, iv.value, iv.low, iv.high, e.n_requests)
+        for e in evaluations
+        for kind, scores in e.models.items()
+        for metric, iv in scores.metrics.items()
+    ]
+    with connect(settings.duckdb_path, read_only=False) as con:
+        con.execute(
+            """
+            create table if not exists model_metrics (
+                model_version varchar, task_type varchar, model_kind varchar, metric varchar,
+                value double, ci_low double, ci_high double, n_requests bigint,
+                recorded_at timestamp default current_timestamp
+            )
+            """
+        )
+        con.execute("begin transaction")
+        con.execute("delete from model_metrics where model_version = ?", [version])
+        if rows:
+            con.executemany(
+                "insert into model_metrics (model_version, task_type, model_kind, metric, value, "
+                "ci_low, ci_high, n_requests) values (?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+        con.execute("commit")
+    return len(rows)

@@ -1,0 +1,208 @@
+"""Training on a tiny mart: artifacts, the CURRENT pointer, metrics, and bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pytest
+from catboost import CatBoostRanker
+from typer.testing import CliRunner
+
+from cli.main import app
+from ranker import artifacts, train
+from ranker.config import Settings
+from ranker.dataset import DatasetError
+from ranker.evaluate import METRICS
+from ranker.train import TrainParams, train_and_evaluate
+
+pytestmark = pytest.mark.dbt  # the tiny mart is built with dbt once per session
+
+FAST = TrainParams(
+    iterations=30,
+    learning_rate=0.3,
+    depth=4,
+    early_stopping_rounds=10,
+    bootstrap_resamples=100,
+    thread_count=2,
+)
+
+
+def _sql(settings: Settings, statement: str) -> None:
+    with duckdb.connect(str(settings.duckdb_path)) as con:
+        con.execute(statement)
+
+
+def test_training_publishes_a_complete_version(tiny_settings: Settings) -> None:
+    result = train_and_evaluate(tiny_settings, FAST)
+    root = artifacts.models_dir(tiny_settings.artifacts_dir)
+    assert (root / artifacts.POINTER_FILE).read_text().strip() == result.version
+    metadata = json.loads((result.model_dir / "metadata.json").read_text())
+    for key in (
+        "version",
+        "created_at",
+        "features",
+        "categorical_features",
+        "registry",
+        "data",
+        "params",
+        "best_iteration",
+        "metrics",
+    ):
+        assert key in metadata, key
+    assert "task_type" in metadata["categorical_features"]
+    assert result.version.endswith(metadata["data"]["fingerprint"][:8])
+    model = CatBoostRanker()
+    model.load_model(str(result.model_dir / "model.cbm"))
+    assert model.tree_count_ == metadata["best_iteration"] + 1
+
+    evaluated = [e for e in result.evaluations if not e.skipped]
+    assert {e.task for e in evaluated} == {"home", "search", "related", "category", "all"}
+    for evaluation in evaluated:
+        assert {"unified", "bespoke", "no_task", "popularity"} <= set(evaluation.models)
+    with duckdb.connect(str(tiny_settings.duckdb_path), read_only=True) as con:
+        rows = con.execute(
+            "select count(*), count(distinct task_type), count(distinct model_kind), count(distinct metric) from model_metrics where model_version = ?",
+            [result.version],
+        ).fetchone()
+    assert rows == (5 * 4 * len(METRICS), 5, 4, len(METRICS))
+    assert result.report_index is not None and result.report_index.is_file()
+    assert (result.report_index.parent / "home.html").is_file()
+
+
+def test_a_new_run_never_overwrites_and_becomes_current(tiny_settings: Settings) -> None:
+    params = TrainParams(**{**FAST.__dict__, "compare": False})
+    first = train_and_evaluate(tiny_settings, params, write_reports=False)
+    second = train_and_evaluate(tiny_settings, params, write_reports=False)
+    root = artifacts.models_dir(tiny_settings.artifacts_dir)
+    assert first.version != second.version
+    assert artifacts.list_versions(root) == sorted([first.version, second.version])
+    assert artifacts.current_version(root).version == second.version
+    with pytest.raises(artifacts.ArtifactError, match="already exists"):
+        artifacts.write_version(root, first.version, {}, lambda p: p.write_text("x"))
+
+
+def test_a_failed_run_leaves_the_previous_model_current(
+    tiny_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    params = TrainParams(**{**FAST.__dict__, "compare": False})
+    good = train_and_evaluate(tiny_settings, params, write_reports=False)
+
+    def broken(*args: object, **kwargs: object) -> int:
+        raise RuntimeError("warehouse went away")
+
+    monkeypatch.setattr(train, "write_model_metrics", broken)
+    with pytest.raises(RuntimeError, match="went away"):
+        train_and_evaluate(tiny_settings, params, write_reports=False)
+    current = artifacts.current_version(artifacts.models_dir(tiny_settings.artifacts_dir))
+    assert current.version == good.version
+    model = CatBoostRanker()
+    model.load_model(str(current.model_file))  # still usable
+    assert model.tree_count_ > 0
+
+
+def test_an_interrupted_write_leaves_no_version(tmp_path: Path) -> None:
+    def interrupted(path: Path) -> None:
+        path.write_text("half a model")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        artifacts.write_version(tmp_path, "v1", {"version": "v1"}, interrupted)
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(artifacts.ArtifactError, match="run `unirank-cli train` first"):
+        artifacts.current_version(tmp_path)
+
+
+def test_missing_column_is_named(tiny_settings: Settings) -> None:
+    _sql(
+        tiny_settings,
+        "create or replace table ranking_examples as select * exclude (user_engagements) from ranking_examples",
+    )
+    with pytest.raises(DatasetError, match=r"lacks column\(s\) \['user_engagements'\]"):
+        train_and_evaluate(tiny_settings, FAST)
+
+
+def test_nan_labels_are_refused_with_the_canvas(tiny_settings: Settings) -> None:
+    _sql(
+        tiny_settings,
+        "create or replace table ranking_examples as select * replace (case when request_id = (select min(request_id) from ranking_examples where task_type = 'search') then null else label end as label) from ranking_examples",
+    )
+    with pytest.raises(DatasetError, match=r"NULL/NaN label.*canvas search"):
+        train_and_evaluate(tiny_settings, FAST)
+
+
+def test_an_empty_split_is_refused(tiny_settings: Settings) -> None:
+    _sql(tiny_settings, "update ranking_examples set split = 'train' where split = 'valid'")
+    with pytest.raises(DatasetError, match="the valid split is empty"):
+        train_and_evaluate(tiny_settings, FAST)
+
+
+def test_single_canvas_and_absent_canvases_are_reported_not_crashed(
+    tiny_settings: Settings,
+) -> None:
+    _sql(tiny_settings, "delete from ranking_examples where task_type <> 'home'")
+    result = train_and_evaluate(tiny_settings, FAST, write_reports=False)
+    by_task = {e.task: e for e in result.evaluations}
+    assert not by_task["home"].skipped
+    for canvas in ("search", "related", "category"):
+        assert by_task[canvas].skipped == "no test requests for this canvas"
+    assert np.isfinite(by_task["home"].models["unified"].metrics["ndcg@10"].value)
+
+
+def test_a_canvas_absent_from_test_only(tiny_settings: Settings) -> None:
+    _sql(
+        tiny_settings,
+        "delete from ranking_examples where task_type = 'category' and split = 'test'",
+    )
+    result = train_and_evaluate(
+        tiny_settings, TrainParams(**{**FAST.__dict__, "compare": False}), write_reports=True
+    )
+    by_task = {e.task: e for e in result.evaluations}
+    assert by_task["category"].skipped == "no test requests for this canvas"
+    assert result.report_index is not None
+    assert "not evaluated: no test requests for this canvas" in result.report_index.read_text()
+
+
+def test_bad_training_params_are_refused(tiny_settings: Settings) -> None:
+    with pytest.raises(train.TrainingError, match="learning_rate"):
+        TrainParams.from_settings(tiny_settings, learning_rate=0)
+    with pytest.raises(train.TrainingError, match="unknown key"):
+        TrainParams.from_settings(
+            Settings(**{**tiny_settings.__dict__, "vars": {"training": {"iters": 5}}})
+        )
+
+
+def test_cli_train_prints_the_comparison(
+    tiny_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("UNIRANK_DUCKDB_PATH", str(tiny_settings.duckdb_path))
+    monkeypatch.setenv("UNIRANK_ARTIFACTS_DIR", str(tiny_settings.artifacts_dir))
+    monkeypatch.setenv("UNIRANK_REPORTS_DIR", str(tiny_settings.reports_dir))
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "--project-dir",
+            str(tiny_settings.project_dir),
+            "--iterations",
+            "20",
+            "--learning-rate",
+            "0.3",
+            "--no-reports",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    for word in ("unified", "bespoke", "home", "category", "now current"):
+        assert word in result.output
+
+
+def test_cli_train_without_a_warehouse_says_what_to_do(
+    project_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("UNIRANK_DUCKDB_PATH", str(tmp_path / "none.duckdb"))
+    result = CliRunner().invoke(app, ["train", "--project-dir", str(project_dir)])
+    assert result.exit_code == 1
+    assert "unirank-cli build" in result.output
+    assert "Traceback" not in result.output
