@@ -1,6 +1,7 @@
 # Two commands do everything on a fresh clone:
 #   make demo   create .venv, install unirank, run the main job on DuckDB with the bundled demo data:
 #               dbt build -> train + evaluate per canvas -> reports (prints where the index is)
+#               -> score into the recommendations cache -> example recommendations per canvas
 #   make test   create .venv, install unirank, run the whole test suite
 PYTHON ?= python3
 VENV := .venv
@@ -18,6 +19,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/unirank-cli build
 	$(BIN)/unirank-cli train
+	$(BIN)/unirank-cli score --samples 1
 
 test: $(STAMP)
 	$(BIN)/pytest

@@ -26,8 +26,9 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from ranker import artifacts, evaluate, simulate
+from ranker import artifacts, evaluate, serve, simulate
 from ranker import build as build_stage
+from ranker import score as score_stage
 from ranker import train as train_stage
 from ranker.config import RegistryError, Settings, load_settings, parse_var_overrides
 from ranker.dataset import DatasetError, mart_summary, quarantine_summary
@@ -55,6 +56,8 @@ KNOWN_ERRORS: tuple[type[Exception], ...] = (
     train_stage.TrainingError,
     evaluate.EvaluationError,
     artifacts.ArtifactError,
+    score_stage.ScoringError,
+    serve.RecommendError,
 )
 
 ProjectDir = Annotated[
@@ -325,6 +328,137 @@ def _verdict(delta: evaluate.Interval) -> str:
     else:
         word = "tie"
     return f"{delta.value:+.3f} {word}"
+
+
+@app.command()
+def score(
+    batch_rows: Annotated[
+        int, typer.Option(min=1_000, help="Candidates per Arrow batch: bounds memory.")
+    ] = 250_000,
+    threads: Annotated[int, typer.Option(help="CatBoost predict threads (-1 = all).")] = -1,
+    keep: Annotated[int, typer.Option(min=1, help="Cache generations to keep on disk.")] = 3,
+    samples: Annotated[
+        int, typer.Option(min=0, help="Example recommendations to print per canvas.")
+    ] = 0,
+    vars_text: VarsOption = None,
+    project_dir: ProjectDir = Path("."),
+) -> None:
+    """Score serving candidates with the current model and publish the recommendations cache.
+
+    Reads serving_candidates (run `build`), predicts in batches, keeps the top K per context (K
+    per canvas in the registry), fills cold contexts from the canvas's fallback chain, and
+    publishes <warehouse dir>/cache/current.duckdb atomically: readers see the previous complete
+    cache until the new one is in place; a failed run leaves it untouched.
+    """
+    with _known_errors():
+        settings = _settings(project_dir, vars_text)
+        with Progress(
+            TextColumn("scoring"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("candidates"),
+            TimeElapsedColumn(),
+            console=console,
+        ) as progress:
+            task = progress.add_task("score", total=None)
+
+            def on_progress(done: int, total: int) -> None:
+                progress.update(task, completed=done, total=total)
+
+            result = score_stage.score_candidates(
+                settings, batch_rows=batch_rows, threads=threads, keep=keep, on_progress=on_progress
+            )
+        out.print(
+            f"cache {result.cache_path} -> {result.generation.name}: {result.cache_rows:,} rows for "
+            f"{result.contexts:,} contexts ({result.fallback_rows:,} filled by fallbacks) from "
+            f"{result.candidate_rows:,} candidates, model {result.model_version}, "
+            f"dbt run {result.dbt_invocation_id}, {result.seconds:.1f}s"
+        )
+        if samples:
+            _print_samples(settings, samples)
+
+
+def _print_samples(settings: Settings, per_canvas: int) -> None:
+    """A few cached contexts per canvas and their top items (what `make demo` ends with)."""
+    import duckdb
+
+    with duckdb.connect(str(serve.current_cache_path(settings)), read_only=True) as con:
+        contexts = con.execute(
+            "select task_type, context_key from (select task_type, context_key, "
+            "row_number() over (partition by task_type order by hash(context_key)) as n "
+            "from (select distinct task_type, context_key from recommendations)) where n <= ? "
+            "order by task_type, context_key",
+            [per_canvas],
+        ).fetchall()
+    for task, key in contexts:
+        _print_recommendations(serve.recommend(task, key, k=5, settings=settings))
+
+
+def _print_recommendations(result: serve.Recommendations) -> None:
+    table = Table(title=f"{result.task} | {result.context_key} (answered by {result.answered_by})")
+    for column in ("rank", "item", "score", "source"):
+        table.add_column(column, justify="right" if column in ("rank", "score") else "left")
+    for item in result.items:
+        table.add_row(
+            str(item.rank),
+            item.item_id,
+            "-" if item.score is None else f"{item.score:.3f}",
+            item.source,
+        )
+    out.print(table)
+
+
+@app.command()
+def recommend(
+    canvas: Annotated[str, typer.Argument(help="The canvas: home, related, search, category, ...")],
+    user: Annotated[str | None, typer.Option(help="User id (home).")] = None,
+    item: Annotated[str | None, typer.Option(help="Source item id (related).")] = None,
+    query: Annotated[str | None, typer.Option(help="Query text (search).")] = None,
+    category: Annotated[str | None, typer.Option(help="Category (category).")] = None,
+    k: Annotated[
+        int | None, typer.Option("--k", help="How many items (default: the canvas's cache K).")
+    ] = None,
+    country: Annotated[
+        str | None, typer.Option(help="Only items available in this country.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for machines.")] = False,
+    vars_text: VarsOption = None,
+    project_dir: ProjectDir = Path("."),
+) -> None:
+    """Look up recommendations in the cache, with the canvas's fallback chain.
+
+    Examples: `recommend home --user u0000001`, `recommend related --item i000002`,
+    `recommend search --query "vimipo"`, `recommend category --category barilo --k 5`.
+    The output says which step answered: the cache, or a fallback for an unseen context.
+    """
+    with _known_errors():
+        settings = _settings(project_dir, vars_text)
+        context = {
+            "user_id": user,
+            "source_item_id": item,
+            "query_text": query,
+            "category": category,
+        }
+        registry = settings.registry
+        if canvas in registry.canvas_names:
+            serving = registry.canvas(canvas).serving
+            if serving is not None and not context.get(serving.key):
+                flag = {
+                    "user_id": "--user",
+                    "source_item_id": "--item",
+                    "query_text": "--query",
+                    "category": "--category",
+                }.get(serving.key, serving.key)
+                raise serve.RecommendError(
+                    f"canvas {canvas!r} is looked up by {serving.key}: pass {flag}"
+                )
+        result = serve.recommend(canvas, context, k=k, country=country, settings=settings)
+        if as_json:
+            import json
+
+            typer.echo(json.dumps(result.to_dict()))
+        else:
+            _print_recommendations(result)
 
 
 @app.command()

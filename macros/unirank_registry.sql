@@ -50,6 +50,26 @@
         {{ exceptions.raise_compiler_error(where ~ " requires context column '" ~ name ~ "' but does not list it in its context_columns.") }}
       {%- endif -%}
     {%- endfor -%}
+    {%- if canvas.get('serving') is not none -%}
+      {%- set serving = canvas.serving -%}
+      {%- set sources = ['popular_in_canvas', 'popular_in_category', 'coengagement', 'title_match', 'user_categories'] -%}
+      {%- if serving.get('key') not in canvas.context_columns -%}
+        {{ exceptions.raise_compiler_error(where ~ " serving key '" ~ serving.get('key') ~ "' is not one of its context_columns " ~ canvas.context_columns ~ ".") }}
+      {%- endif -%}
+      {%- for column in serving.get('carry', []) -%}
+        {%- if column not in canvas.context_columns -%}
+          {{ exceptions.raise_compiler_error(where ~ " serving carries '" ~ column ~ "', which it does not fill.") }}
+        {%- endif -%}
+      {%- endfor -%}
+      {%- for source in serving.get('sources', []) + serving.get('fallbacks', []) -%}
+        {%- if source not in sources -%}
+          {{ exceptions.raise_compiler_error(where ~ " serving names unknown candidate source '" ~ source ~ "'; use one of " ~ sources ~ ".") }}
+        {%- endif -%}
+      {%- endfor -%}
+      {%- if serving.get('sources', []) | length == 0 -%}
+        {{ exceptions.raise_compiler_error(where ~ " serving needs at least one entry in `sources`.") }}
+      {%- endif -%}
+    {%- endif -%}
     {%- set weight = canvas.get('weight', 1.0) -%}
     {%- if weight is not number or weight <= 0 -%}
       {{ exceptions.raise_compiler_error(where ~ " has weight " ~ weight ~ "; weights must be positive numbers.") }}

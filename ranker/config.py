@@ -18,6 +18,15 @@ from typing import Any
 import yaml
 
 CONTEXT_TYPES = ("string", "int", "float")
+CANDIDATE_SOURCES = (
+    "popular_in_canvas",
+    "popular_in_category",
+    "coengagement",
+    "title_match",
+    "user_categories",
+)
+# Sources a lookup can answer from at request time (user_categories needs a known user's history).
+LOOKUP_FALLBACKS = ("popular_in_canvas", "popular_in_category", "coengagement", "title_match")
 STRATEGIES = ("traffic", "equal", "weights")
 DEFAULT_DUCKDB_PATH = Path("warehouse") / "unirank.duckdb"
 
@@ -34,12 +43,34 @@ class ContextColumn:
 
 
 @dataclass(frozen=True)
+class CanvasServing:
+    """How a canvas is served: the cache key, K, first-stage sources and the fallback chain."""
+
+    key: str
+    carry: tuple[str, ...]
+    min_requests: int
+    k: int
+    sources: tuple[str, ...]
+    fallbacks: tuple[str, ...]
+    exclude_engaged: bool
+
+
+@dataclass(frozen=True)
 class Canvas:
     name: str
     label_model: str
     context_columns: tuple[str, ...]
     required_context: tuple[str, ...]
     weight: float
+    serving: CanvasServing | None = None
+
+
+@dataclass(frozen=True)
+class ServingSettings:
+    as_of: str | None
+    lookback_days: int
+    candidates_per_context: int
+    items_per_source: int
 
 
 @dataclass(frozen=True)
@@ -92,6 +123,7 @@ class Registry:
     split: Split
     features: ModelFeatures
     quarantine_max_share: float
+    serving: ServingSettings
 
     @property
     def canvas_names(self) -> tuple[str, ...]:
@@ -198,7 +230,8 @@ def parse_registry(variables: Mapping[str, Any], project_dir: Path | None = None
                 f"{where} names label model '{label_model}', which is not a model under "
                 f"{project_dir / 'models'}; add models/.../{label_model}.sql or fix the name"
             )
-        canvases.append(Canvas(name, label_model, context, required, float(weight)))
+        serving = _parse_canvas_serving(raw.get("serving"), where, context)
+        canvases.append(Canvas(name, label_model, context, required, float(weight), serving))
 
     raw_strat = variables.get("stratification") or {}
     strategy = raw_strat.get("strategy", "traffic")
@@ -236,6 +269,25 @@ def parse_registry(variables: Mapping[str, Any], project_dir: Path | None = None
     if duplicated:
         raise RegistryError(f"registry: model_features lists {sorted(duplicated)} more than once")
 
+    raw_serving = variables.get("serving") or {}
+    serving_settings = ServingSettings(
+        as_of=str(raw_serving["as_of"]) if raw_serving.get("as_of") else None,
+        lookback_days=int(raw_serving.get("lookback_days", 28)),
+        candidates_per_context=int(raw_serving.get("candidates_per_context", 100)),
+        items_per_source=int(raw_serving.get("items_per_source", 200)),
+    )
+    if serving_settings.lookback_days < 1 or serving_settings.candidates_per_context < 1:
+        raise RegistryError(
+            "registry: serving.lookback_days and candidates_per_context must be >= 1"
+        )
+    for canvas in canvases:
+        if canvas.serving and canvas.serving.k > serving_settings.candidates_per_context:
+            raise RegistryError(
+                f"registry: canvas '{canvas.name}' serves k={canvas.serving.k} but only "
+                f"{serving_settings.candidates_per_context} candidates per context are generated; "
+                "lower k or raise serving.candidates_per_context"
+            )
+
     share = variables.get("quarantine_max_share", 0.01)
     if not isinstance(share, int | float) or not 0 <= share <= 1:
         raise RegistryError(f"registry: quarantine_max_share is {share!r}; use a share in [0, 1]")
@@ -246,6 +298,52 @@ def parse_registry(variables: Mapping[str, Any], project_dir: Path | None = None
         split=Split(valid_from, test_from),
         features=features,
         quarantine_max_share=float(share),
+        serving=serving_settings,
+    )
+
+
+def _parse_canvas_serving(
+    raw: Mapping[str, Any] | None, where: str, context: tuple[str, ...]
+) -> CanvasServing | None:
+    if raw is None:
+        return None
+    key = _require(raw, "key", f"{where} serving")
+    if key not in context:
+        raise RegistryError(
+            f"{where} serving key '{key}' is not one of its context_columns {list(context)}"
+        )
+    carry = tuple(raw.get("carry", ()))
+    for column in carry:
+        if column not in context:
+            raise RegistryError(f"{where} serving carries '{column}', which it does not fill")
+    sources = tuple(_require(raw, "sources", f"{where} serving"))
+    fallbacks = tuple(raw.get("fallbacks", ()))
+    for source in sources:
+        if source not in CANDIDATE_SOURCES:
+            raise RegistryError(
+                f"{where} serving names unknown candidate source '{source}'; use one of {list(CANDIDATE_SOURCES)}"
+            )
+    for source in fallbacks:
+        if source not in LOOKUP_FALLBACKS:
+            raise RegistryError(
+                f"{where} serving names unknown fallback '{source}'; use one of {list(LOOKUP_FALLBACKS)}"
+            )
+    k = raw.get("k", 10)
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= 1000:
+        raise RegistryError(f"{where} serving k is {k!r}; use an integer from 1 to 1000")
+    min_requests = raw.get("min_requests", 1)
+    if not isinstance(min_requests, int) or min_requests < 1:
+        raise RegistryError(
+            f"{where} serving min_requests is {min_requests!r}; use an integer >= 1"
+        )
+    return CanvasServing(
+        key=key,
+        carry=carry,
+        min_requests=min_requests,
+        k=k,
+        sources=sources,
+        fallbacks=fallbacks,
+        exclude_engaged=bool(raw.get("exclude_engaged", False)),
     )
 
 

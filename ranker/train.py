@@ -67,6 +67,7 @@ class TrainParams:
     border_count: int = 64
     boosting_type: str = "Plain"
     early_stopping_rounds: int = 50
+    metric_period: int = 10
     max_negatives_per_request: int | None = None
     thread_count: int = -1
     random_seed: int = 0
@@ -96,6 +97,8 @@ class TrainParams:
             raise TrainingError(f"depth must be in [1, 16], got {self.depth}")
         if not 1 <= self.border_count <= 65535:
             raise TrainingError(f"border_count must be in [1, 65535], got {self.border_count}")
+        if self.metric_period < 1:
+            raise TrainingError(f"metric_period must be >= 1, got {self.metric_period}")
         if self.boosting_type not in ("Plain", "Ordered"):
             raise TrainingError(
                 f"boosting_type must be Plain or Ordered, got {self.boosting_type!r}"
@@ -115,6 +118,7 @@ class TrainParams:
             "boosting_type": self.boosting_type,
             "thread_count": self.thread_count,
             "random_seed": self.random_seed,
+            "metric_period": self.metric_period,
             "allow_writing_files": False,
             "verbose": False,
         }

@@ -26,5 +26,5 @@ def connect(path: Path, read_only: bool = True) -> duckdb.DuckDBPyConnection:
 def relation_exists(connection: duckdb.DuckDBPyConnection, name: str) -> bool:
     row = connection.execute(
         "select count(*) from information_schema.tables where table_name = ?", [name]
-    ).fetchone()
+    ).fetchall()[0]
     return bool(row and row[0])

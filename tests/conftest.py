@@ -100,6 +100,50 @@ def tiny_settings(tiny_warehouse: Path, tmp_path: Path) -> Settings:
     )
 
 
+@pytest.fixture(scope="session")
+def served_project(tiny_warehouse: Path, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """The tiny mart with a trained model (no comparison, no reports) and a published cache.
+    Shared read-only by lookup tests; tests that change it take `served_copy`."""
+    from ranker.score import score_candidates
+    from ranker.train import TrainParams, train_and_evaluate
+
+    base = tmp_path_factory.mktemp("served")
+    warehouse = base / "warehouse" / "tiny.duckdb"
+    warehouse.parent.mkdir()
+    shutil.copy2(tiny_warehouse, warehouse)
+    settings = load_settings(
+        PROJECT_DIR,
+        duckdb_path=warehouse,
+        artifacts_dir=base / "artifacts",
+        reports_dir=base / "reports",
+    )
+    params = TrainParams(
+        iterations=30,
+        learning_rate=0.3,
+        depth=4,
+        early_stopping_rounds=10,
+        compare=False,
+        bootstrap_resamples=50,
+        thread_count=2,
+    )
+    train_and_evaluate(settings, params, write_reports=False)
+    score_candidates(settings, batch_rows=2_000)
+    return settings
+
+
+@pytest.fixture
+def served_copy(served_project: Settings, tmp_path: Path) -> Settings:
+    """A private copy of `served_project` (warehouse, cache and model) a test may change."""
+    shutil.copytree(served_project.duckdb_path.parent, tmp_path / "warehouse", symlinks=True)
+    shutil.copytree(served_project.artifacts_dir, tmp_path / "artifacts")
+    return load_settings(
+        PROJECT_DIR,
+        duckdb_path=tmp_path / "warehouse" / served_project.duckdb_path.name,
+        artifacts_dir=tmp_path / "artifacts",
+        reports_dir=tmp_path / "reports",
+    )
+
+
 @pytest.fixture
 def warehouse_copy(demo_warehouse: Settings, tmp_path: Path) -> Path:
     """A private copy of the built demo warehouse, for tests that rebuild part of it."""

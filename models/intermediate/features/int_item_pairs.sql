@@ -1,0 +1,40 @@
+{#- Co-engagement events: one row per (item_a, item_b, time) where a user engaged with item_b
+    within `coengagement_lags` engagements after item_a, in both directions. Shared by the
+    co-engagement feature and the co-engagement candidate source. -#}
+{%- set lags = var('coengagement_lags', 3) -%}
+{%- if lags is not number or lags < 1 -%}
+  {{ exceptions.raise_compiler_error("vars.coengagement_lags must be a positive integer, got " ~ lags) }}
+{%- endif -%}
+
+with
+
+engagement_history as (
+    select * from {{ ref('int_engagement_history') }}
+    where user_id is not null
+),
+
+history_lagged as (
+    select
+        item_id,
+        engaged_at,
+        {% for k in range(1, lags + 1) -%}
+        lag(item_id, {{ k }}) over (
+            partition by user_id
+            order by engaged_at, request_id, item_id
+        ) as previous_item_{{ k }}{% if not loop.last %},{% endif %}
+        {% endfor %}
+    from engagement_history
+),
+
+final as (
+    {% for k in range(1, lags + 1) %}
+    select previous_item_{{ k }} as item_a, item_id as item_b, engaged_at from history_lagged
+    where previous_item_{{ k }} is not null and previous_item_{{ k }} <> item_id
+    union all
+    select item_id as item_a, previous_item_{{ k }} as item_b, engaged_at from history_lagged
+    where previous_item_{{ k }} is not null and previous_item_{{ k }} <> item_id
+    {% if not loop.last %}union all{% endif %}
+    {% endfor %}
+)
+
+select * from final

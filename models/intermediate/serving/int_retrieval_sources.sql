@@ -1,0 +1,193 @@
+{#- First-stage candidate sources for serving, one row per (source, retrieval key, item) with the
+    item's rank within that key; each keeps vars.serving.items_per_source items per key. All use
+    engagements strictly before the serving clock:
+      popular_in_canvas    key task_type       most engaged in the canvas over the lookback
+      popular_in_category  key item category   most engaged of the category over the lookback
+      coengagement         key source item     most co-engaged items (int_item_pairs), all history
+      title_match          key query text      title shares query words; match share, then popularity
+      user_categories      key user            popular items of the user's 3 most engaged categories -#}
+{%- set per_source = var('serving', {}).get('items_per_source', 200) -%}
+
+with
+
+serving_clock as (
+    select * from {{ ref('int_serving_clock') }}
+),
+
+engagement_history as (
+    select * from {{ ref('int_engagement_history') }}
+),
+
+item_pairs as (
+    select * from {{ ref('int_item_pairs') }}
+),
+
+items as (
+    select * from {{ ref('int_items') }}
+),
+
+serving_contexts as (
+    select * from {{ ref('int_serving_contexts') }}
+),
+
+history_before_clock as (
+    select engagement_history.*
+    from engagement_history
+    cross join serving_clock
+    where engagement_history.engaged_at < serving_clock.as_of
+),
+
+recent_history as (
+    select history_before_clock.*
+    from history_before_clock
+    cross join serving_clock
+    where history_before_clock.engaged_at >= serving_clock.lookback_from
+),
+
+item_popularity as (
+    select
+        item_id,
+        count(*) as engagements
+    from recent_history
+    group by item_id
+),
+
+popular_in_canvas as (
+    select
+        task_type as retrieval_key,
+        item_id,
+        row_number() over (partition by task_type order by count(*) desc, item_id) as source_rank
+    from recent_history
+    group by task_type, item_id
+),
+
+popular_in_category as (
+    select
+        item_category as retrieval_key,
+        item_id,
+        row_number() over (partition by item_category order by count(*) desc, item_id) as source_rank
+    from recent_history
+    where item_category is not null
+    group by item_category, item_id
+),
+
+coengagement as (
+    select
+        item_pairs.item_a as retrieval_key,
+        item_pairs.item_b as item_id,
+        row_number() over (partition by item_pairs.item_a order by count(*) desc, item_pairs.item_b) as source_rank
+    from item_pairs
+    cross join serving_clock
+    where item_pairs.engaged_at < serving_clock.as_of
+    group by item_pairs.item_a, item_pairs.item_b
+),
+
+serving_queries as (
+    select distinct query_text
+    from serving_contexts
+    where query_text <> {{ sentinel_of('query_text') }}
+),
+
+query_tokens as (
+    {{ split_tokens('serving_queries', ['query_text'], 'query_text') }}
+),
+
+title_tokens as (
+    {{ split_tokens('items', ['item_id'], 'title') }}
+),
+
+query_lengths as (
+    select
+        query_text,
+        count(*) as n_query_tokens
+    from query_tokens
+    group by query_text
+),
+
+title_matches as (
+    select
+        query_tokens.query_text,
+        title_tokens.item_id,
+        count(*) as n_matched
+    from query_tokens
+    inner join title_tokens
+        on query_tokens.token = title_tokens.token
+    group by query_tokens.query_text, title_tokens.item_id
+),
+
+title_match as (
+    select
+        title_matches.query_text as retrieval_key,
+        title_matches.item_id,
+        row_number() over (
+            partition by title_matches.query_text
+            order by
+                title_matches.n_matched / cast(query_lengths.n_query_tokens as {{ type_double() }}) desc,
+                coalesce(item_popularity.engagements, 0) desc,
+                title_matches.item_id
+        ) as source_rank
+    from title_matches
+    inner join query_lengths
+        on title_matches.query_text = query_lengths.query_text
+    left join item_popularity
+        on title_matches.item_id = item_popularity.item_id
+),
+
+serving_users as (
+    select distinct user_id
+    from serving_contexts
+    where user_id <> {{ sentinel_of('user_id') }}
+),
+
+user_top_categories as (
+    select
+        history_before_clock.user_id,
+        history_before_clock.item_category,
+        row_number() over (
+            partition by history_before_clock.user_id
+            order by count(*) desc, history_before_clock.item_category
+        ) as category_rank
+    from history_before_clock
+    inner join serving_users
+        on history_before_clock.user_id = serving_users.user_id
+    where history_before_clock.item_category is not null
+    group by history_before_clock.user_id, history_before_clock.item_category
+),
+
+user_categories as (
+    select
+        user_top_categories.user_id as retrieval_key,
+        popular_in_category.item_id,
+        row_number() over (
+            partition by user_top_categories.user_id
+            order by popular_in_category.source_rank, user_top_categories.category_rank, popular_in_category.item_id
+        ) as source_rank
+    from user_top_categories
+    inner join popular_in_category
+        on user_top_categories.item_category = popular_in_category.retrieval_key
+    where user_top_categories.category_rank <= 3
+),
+
+sources_unioned as (
+    select 'popular_in_canvas' as source, retrieval_key, item_id, source_rank from popular_in_canvas
+    union all
+    select 'popular_in_category' as source, retrieval_key, item_id, source_rank from popular_in_category
+    union all
+    select 'coengagement' as source, retrieval_key, item_id, source_rank from coengagement
+    union all
+    select 'title_match' as source, retrieval_key, item_id, source_rank from title_match
+    union all
+    select 'user_categories' as source, retrieval_key, item_id, source_rank from user_categories
+),
+
+final as (
+    select
+        cast(source as {{ dbt.type_string() }}) as source,
+        cast(retrieval_key as {{ dbt.type_string() }}) as retrieval_key,
+        cast(item_id as {{ dbt.type_string() }}) as item_id,
+        cast(source_rank as {{ dbt.type_bigint() }}) as source_rank
+    from sources_unioned
+    where source_rank <= {{ per_source }}
+)
+
+select * from final

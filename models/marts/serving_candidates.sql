@@ -1,0 +1,41 @@
+{#- What batch scoring reads: one row per serving context and candidate item, with the context,
+    the first-stage source that found the item, and the SAME features as ranking_examples
+    (int_probe_features) evaluated at the serving clock. -#}
+{%- set registry = unirank_registry() -%}
+{%- set features = feature_columns(ref('int_probe_features')) -%}
+
+with
+
+serving_candidates as (
+    select * from {{ ref('int_serving_candidates') }}
+),
+
+probe_features as (
+    select * from {{ ref('int_probe_features') }}
+    where is_serving
+),
+
+final as (
+    select
+        serving_candidates.request_id,
+        serving_candidates.item_id,
+        serving_candidates.task_type,
+        serving_candidates.context_key,
+        {% for column in registry.context_columns -%}
+        serving_candidates.{{ column.name }},
+        {% endfor -%}
+        probe_features.item_category,
+        serving_candidates.candidate_source,
+        serving_candidates.candidate_rank,
+        {% for feature in features -%}
+        probe_features.{{ feature }},
+        {% endfor -%}
+        serving_candidates.requested_at as served_as_of,
+        cast('{{ invocation_id }}' as {{ dbt.type_string() }}) as dbt_invocation_id
+    from serving_candidates
+    inner join probe_features
+        on serving_candidates.request_id = probe_features.request_id
+        and serving_candidates.item_id = probe_features.item_id
+)
+
+select * from final

@@ -1,0 +1,160 @@
+"""Lookups: cached contexts, the fallback chain for unseen ones, filters and input errors."""
+
+from __future__ import annotations
+
+import json
+
+import duckdb
+import pytest
+from typer.testing import CliRunner
+
+from cli.main import app
+from ranker.config import Settings
+from ranker.serve import CacheMissingError, RecommendError, current_cache_path, recommend
+
+pytestmark = pytest.mark.dbt
+
+
+def _cache(
+    settings: Settings, sql: str, params: list[object] | None = None
+) -> list[tuple[object, ...]]:
+    with duckdb.connect(str(current_cache_path(settings)), read_only=True) as con:
+        return con.execute(sql, params or []).fetchall()
+
+
+def _a_context(settings: Settings, task: str) -> str:
+    return str(
+        _cache(
+            settings, "select min(context_key) from recommendations where task_type = ?", [task]
+        )[0][0]
+    )
+
+
+@pytest.mark.parametrize("task", ["home", "search", "related", "category"])
+def test_cached_context_returns_the_cache_in_rank_order(
+    served_project: Settings, task: str
+) -> None:
+    key = _a_context(served_project, task)
+    expected = [
+        r[0]
+        for r in _cache(
+            served_project,
+            "select item_id from recommendations where task_type = ? and context_key = ? order by rank limit 5",
+            [task, key],
+        )
+    ]
+    result = recommend(task, key, k=5, settings=served_project)
+    assert result.answered_by == "cache"
+    assert [r.item_id for r in result.items] == expected
+    assert [r.rank for r in result.items] == [1, 2, 3, 4, 5]
+    assert result.model_version is not None
+
+
+def test_unknown_user_is_answered_by_the_home_fallback(served_project: Settings) -> None:
+    result = recommend("home", "a-user-never-seen", k=7, settings=served_project)
+    assert result.answered_by == "popular_in_canvas"
+    assert len(result.items) == 7 and {r.source for r in result.items} == {"popular_in_canvas"}
+    assert all(r.score is None for r in result.items)
+    expected = [
+        r[0]
+        for r in _cache(
+            served_project,
+            "select item_id from serving_fallbacks where source = 'popular_in_canvas' and retrieval_key = 'home' order by source_rank limit 7",
+        )
+    ]
+    assert [r.item_id for r in result.items] == expected
+
+
+def test_related_chain_skips_what_it_cannot_answer_and_never_returns_the_source(
+    served_project: Settings,
+) -> None:
+    unknown = recommend("related", "no-such-item", k=5, settings=served_project)
+    assert unknown.answered_by == "popular_in_canvas"  # no co-engagement, no category for it
+    cached = {
+        r[0]
+        for r in _cache(
+            served_project,
+            "select distinct context_key from recommendations where task_type = 'related'",
+        )
+    }
+    catalogued = [
+        r[0] for r in _cache(served_project, "select item_id from item_catalogue order by item_id")
+    ]
+    cold_item = next(i for i in catalogued if i not in cached)
+    result = recommend("related", cold_item, k=10, settings=served_project)
+    assert result.answered_by in ("coengagement", "popular_in_category")
+    assert cold_item not in [r.item_id for r in result.items]
+    assert len({r.item_id for r in result.items}) == len(result.items) == 10
+
+
+def test_unseen_query_is_matched_against_titles(served_project: Settings) -> None:
+    title = str(
+        _cache(served_project, "select title from item_catalogue order by item_id limit 1")[0][0]
+    )
+    word = title.split()[0]
+    result = recommend("search", f"qqqq {word.upper()}", k=5, settings=served_project)
+    assert result.answered_by == "title_match"
+    titles = dict(_cache(served_project, "select item_id, title from item_catalogue"))
+    assert all(word in str(titles[r.item_id]).split() for r in result.items)
+
+
+def test_country_filter_keeps_only_available_items(served_project: Settings) -> None:
+    key = _a_context(served_project, "home")
+    result = recommend("home", key, k=20, country="DE", settings=served_project)
+    available = dict(
+        _cache(served_project, "select item_id, available_countries from item_catalogue")
+    )
+    assert result.items and all("DE" in str(available[r.item_id]).split("|") for r in result.items)
+
+
+@pytest.mark.parametrize(
+    ("task", "context", "k", "message"),
+    [
+        ("promo", "x", 5, "unknown canvas 'promo'"),
+        ("home", "", 5, "looked up by user_id"),
+        ("home", {"query_text": "x"}, 5, "looked up by user_id"),
+        ("home", "u1", 0, "k must be an integer from 1 to 1000"),
+        ("home", "u1", 1001, "k must be an integer from 1 to 1000"),
+    ],
+)
+def test_bad_lookups_raise_a_specific_error(
+    served_project: Settings, task: str, context: object, k: int, message: str
+) -> None:
+    with pytest.raises(RecommendError, match=message):
+        recommend(task, context, k=k, settings=served_project)  # type: ignore[arg-type]
+
+
+def test_sql_metacharacters_are_data(served_project: Settings) -> None:
+    rows_before = _cache(served_project, "select count(*) from recommendations")
+    for hostile in ("x' or '1'='1", "'; drop table recommendations; --", 'u"0', "%_\\"):
+        result = recommend("home", hostile, k=3, settings=served_project)
+        assert result.answered_by == "popular_in_canvas"
+    assert _cache(served_project, "select count(*) from recommendations") == rows_before
+
+
+def test_no_cache_yet_says_what_to_run(tiny_settings: Settings) -> None:
+    with pytest.raises(CacheMissingError, match="unirank-cli score"):
+        recommend("home", "u1", settings=tiny_settings)
+
+
+def test_cli_recommend_json_and_errors(
+    served_project: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("UNIRANK_DUCKDB_PATH", str(served_project.duckdb_path))
+    runner = CliRunner()
+    project = str(served_project.project_dir)
+    key = _a_context(served_project, "related")
+    result = runner.invoke(
+        app, ["recommend", "related", "--item", key, "--k", "3", "--json", "--project-dir", project]
+    )
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.output)
+    assert payload["answered_by"] == "cache" and len(payload["items"]) == 3
+    missing = runner.invoke(app, ["recommend", "related", "--user", "u1", "--project-dir", project])
+    assert missing.exit_code == 1 and "pass --item" in missing.output
+    bad_k = runner.invoke(
+        app, ["recommend", "home", "--user", "u1", "--k", "0", "--project-dir", project]
+    )
+    assert bad_k.exit_code == 1 and "k must be" in bad_k.output
+    unknown = runner.invoke(app, ["recommend", "promo", "--user", "u1", "--project-dir", project])
+    assert unknown.exit_code == 1 and "unknown canvas" in unknown.output
