@@ -290,41 +290,52 @@ def _ranks(current: pd.DataFrame) -> pd.Series:
     return ranks.astype(int)
 
 
+def _ranked_recsys_dataset(current: pd.DataFrame) -> tuple[Any, int]:
+    """Evidently's recsys dataset of the scored rows, as ranks (ties broken by row order), on
+    requests with a positive label only; and the longest list. Raises ReportError if no request
+    has a positive label."""
+    from evidently import DataDefinition, Dataset, Recsys
+
+    frame = pd.DataFrame(
+        {
+            "request_id": current["request_id"].astype(str).to_numpy(),
+            "item_id": current["item_id"].astype(str).to_numpy(),
+            "label": current["label"].astype(int).to_numpy(),
+            _RANK_COLUMN: _ranks(current).to_numpy(),
+        }
+    )
+    frame = frame[frame.groupby("request_id")["label"].transform("max") > 0]
+    if frame.empty:
+        raise ReportError("no test request has a positive label")
+    definition = DataDefinition(
+        numerical_columns=["label", _RANK_COLUMN],
+        categorical_columns=["request_id", "item_id"],
+        ranking=[
+            Recsys(
+                user_id="request_id",
+                item_id="item_id",
+                target="label",
+                prediction=_RANK_COLUMN,
+                recommendations_type="rank",
+            )
+        ],
+    )
+    longest = int(frame.groupby("request_id").size().max())
+    return Dataset.from_pandas(frame, data_definition=definition), longest
+
+
 def _ranking_part(current: pd.DataFrame, k: int) -> _Part:
     title = "Ranking quality of the unified model"
     try:
-        from evidently import DataDefinition, Dataset, Recsys, Report
+        from evidently import Report
         from evidently.legacy.renderers.html_widgets import text_widget
         from evidently.metrics import MAP, MRR, NDCG, HitRate
 
-        frame = pd.DataFrame(
-            {
-                "request_id": current["request_id"].astype(str).to_numpy(),
-                "item_id": current["item_id"].astype(str).to_numpy(),
-                "label": current["label"].astype(int).to_numpy(),
-                _RANK_COLUMN: _ranks(current).to_numpy(),
-            }
-        )
-        has_positive = frame.groupby("request_id")["label"].transform("max") > 0
-        if not has_positive.any():
-            return _Part(title, error="no test request has a positive label")
-        frame = frame.loc[has_positive]
-        longest = int(frame.groupby("request_id").size().max())
+        try:
+            dataset, longest = _ranked_recsys_dataset(current)
+        except ReportError as exc:
+            return _Part(title, error=str(exc))
         k_used = min(k, longest)
-        definition = DataDefinition(
-            numerical_columns=["label", _RANK_COLUMN],
-            categorical_columns=["request_id", "item_id"],
-            ranking=[
-                Recsys(
-                    user_id="request_id",
-                    item_id="item_id",
-                    target="label",
-                    prediction=_RANK_COLUMN,
-                    recommendations_type="rank",
-                )
-            ],
-        )
-        dataset = Dataset.from_pandas(frame, data_definition=definition)
         report = Report([NDCG(k=k_used), MAP(k=k_used), MRR(k=k_used), HitRate(k=k_used)])
         snapshot = report.run(dataset, None)
         note = (
@@ -349,39 +360,14 @@ _EVIDENTLY_RANK_OFFSET = {"NDCG": 1, "MAP": 0, "MRR": 1, "HitRate": 0}
 def evidently_ranking_metrics(current: pd.DataFrame, k: int) -> dict[str, float]:
     """Evidently's NDCG, MAP, MRR and HitRate at position ``k`` of the scored rows (columns
     request_id, item_id, label, score), on requests with at least one positive label."""
-    from evidently import DataDefinition, Dataset, Recsys, Report
+    from evidently import Report
     from evidently.metrics import MAP, MRR, NDCG, HitRate
 
     if k < 1:
         raise ReportError(f"k must be >= 1, got {k}")
-    frame = pd.DataFrame(
-        {
-            "request_id": current["request_id"].astype(str).to_numpy(),
-            "item_id": current["item_id"].astype(str).to_numpy(),
-            "label": current["label"].astype(int).to_numpy(),
-            _RANK_COLUMN: _ranks(current).to_numpy(),
-        }
-    )
-    frame = frame[frame.groupby("request_id")["label"].transform("max") > 0]
-    if frame.empty:
-        raise ReportError("no request has a positive label")
-    definition = DataDefinition(
-        numerical_columns=["label", _RANK_COLUMN],
-        categorical_columns=["request_id", "item_id"],
-        ranking=[
-            Recsys(
-                user_id="request_id",
-                item_id="item_id",
-                target="label",
-                prediction=_RANK_COLUMN,
-                recommendations_type="rank",
-            )
-        ],
-    )
+    dataset, _ = _ranked_recsys_dataset(current)
     with _quiet():
-        snapshot = Report([NDCG(k=k), MAP(k=k), MRR(k=k), HitRate(k=k)]).run(
-            Dataset.from_pandas(frame, data_definition=definition), None
-        )
+        snapshot = Report([NDCG(k=k), MAP(k=k), MRR(k=k), HitRate(k=k)]).run(dataset, None)
     values: dict[str, float] = {}
     for metric in snapshot.dict()["metrics"]:
         name = str(metric.get("metric_name") or metric.get("metric_id", "")).split("(")[0]
