@@ -71,6 +71,7 @@ class ServingSettings:
     lookback_days: int
     candidates_per_context: int
     items_per_source: int
+    fallback_items_per_key: int
 
 
 @dataclass(frozen=True)
@@ -275,6 +276,7 @@ def parse_registry(variables: Mapping[str, Any], project_dir: Path | None = None
         lookback_days=int(raw_serving.get("lookback_days", 28)),
         candidates_per_context=int(raw_serving.get("candidates_per_context", 100)),
         items_per_source=int(raw_serving.get("items_per_source", 200)),
+        fallback_items_per_key=int(raw_serving.get("fallback_items_per_key", 100)),
     )
     if serving_settings.lookback_days < 1 or serving_settings.candidates_per_context < 1:
         raise RegistryError(

@@ -28,6 +28,7 @@ from typing import Any
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from catboost import CatBoostRanker, Pool
 
 from ranker import artifacts
@@ -112,12 +113,14 @@ def score_candidates(
                     f"{CANDIDATES} lacks feature(s) {missing} that model {model_version.version} uses; "
                     "rebuild with `unirank-cli build` or retrain"
                 )
-            total = int(source.execute(f"select count(*) from {CANDIDATES}").fetchall()[0][0])
-            info = source.execute(
-                f"select max(dbt_invocation_id), cast(max(served_as_of) as varchar) from {CANDIDATES}"
+            total, invocation_id, served_as_of = source.execute(
+                "select count(*), max(dbt_invocation_id), cast(max(served_as_of) as varchar) "
+                f"from {CANDIDATES}"
             ).fetchall()[0]
-            invocation_id, served_as_of = info if info else (None, None)
+            logger.info("opened and checked in %.2fs", time.perf_counter() - started)
+            source.execute("set enable_progress_bar = false")
             with duckdb.connect(str(partial)) as cache:
+                cache.execute("set enable_progress_bar = false")
                 predict_seconds = _write_scores(
                     source,
                     cache,
@@ -128,13 +131,16 @@ def score_candidates(
                     threads,
                     total,
                     on_progress,
+                    {c.name: c.serving.k for c in canvases if c.serving is not None},
                 )
+                logger.info("predicted in %.2fs", time.perf_counter() - started)
                 for relation in ("serving_fallbacks", "item_catalogue"):
                     cache.register(
                         "incoming", source.sql(f"select * from {relation}").to_arrow_table()
                     )
                     cache.execute(f"create table {relation} as select * from incoming")
                     cache.unregister("incoming")
+                logger.info("scored in %.2fs", time.perf_counter() - started)
                 cache_rows, fallback_rows, contexts = _write_recommendations(
                     cache, canvases, model_version.version, generated_at
                 )
@@ -152,8 +158,11 @@ def score_candidates(
                         cache_rows,
                     ],
                 )
+                logger.info("ranked and filled in %.2fs", time.perf_counter() - started)
                 cache.execute("drop table scores")
                 cache.execute("checkpoint")
+                logger.info("checkpointed in %.2fs", time.perf_counter() - started)
+        logger.info("closed in %.2fs", time.perf_counter() - started)
         partial.rename(final)
         _point_current_at(directory, final)
     except BaseException:
@@ -186,31 +195,37 @@ def _write_scores(
     threads: int,
     total: int,
     on_progress: ScoreProgress | None,
+    k_of: dict[str, int],
 ) -> float:
-    """Stream candidates in Arrow batches, predict, append (task, context, item, score)."""
+    """Stream candidates in Arrow batches, predict, and append each batch's top K per context
+    (task, context, item, score). The global top K of a context is within the union of its
+    per-batch top Ks, so the final ranking only sees about K rows per context and batch."""
     cache.execute(
         "create table scores (task_type varchar, context_key varchar, item_id varchar, score double)"
     )
-    wanted = dict.fromkeys(["task_type", "context_key", "item_id", *features])  # task_type is both
+    wanted = dict.fromkeys(
+        ["request_id", "task_type", "context_key", "item_id", *features]
+    )  # task_type is both
     columns = ", ".join(f'"{c}"' for c in wanted)
     reader = source.sql(f"select {columns} from {CANDIDATES}").to_arrow_reader(batch_rows)
     cat_indices = [i for i, f in enumerate(features) if f in categorical]
     done, predict_seconds = 0, 0.0
     for batch in reader:
-        frame = batch.select(features).to_pandas()
-        for column in categorical:
-            frame[column] = frame[column].astype(str)
+        # Strings as pandas Categoricals: CatBoost hashes category values either way (identical
+        # predictions), but building its Pool from Python str objects costs 3x the predict itself.
+        frame = batch.select(features).to_pandas(strings_to_categorical=True)
         started = time.perf_counter()
         scores = np.asarray(
             model.predict(Pool(frame, cat_features=cat_indices), thread_count=threads)
         )
         predict_seconds += time.perf_counter() - started
+        keep = _top_k_rows(batch, scores, k_of)
         scored = pa.table(
             {
-                "task_type": batch.column("task_type"),
-                "context_key": batch.column("context_key"),
-                "item_id": batch.column("item_id"),
-                "score": pa.array(scores, pa.float64()),
+                "task_type": batch.column("task_type").take(keep),
+                "context_key": batch.column("context_key").take(keep),
+                "item_id": batch.column("item_id").take(keep),
+                "score": pa.array(scores[keep], pa.float64()),
             }
         )
         cache.register("scored_batch", scored)
@@ -220,6 +235,20 @@ def _write_scores(
         if on_progress is not None:
             on_progress(done, total)
     return predict_seconds
+
+
+def _top_k_rows(batch: pa.RecordBatch, scores: np.ndarray, k_of: dict[str, int]) -> np.ndarray:
+    """Indices of the rows ranked within the top K of their context in this batch. A context's
+    rows share one probe id (request_id), dictionary-encoded to integers in Arrow."""
+    contexts = pc.dictionary_encode(batch.column("request_id")).indices.to_numpy()
+    tasks = pc.dictionary_encode(batch.column("task_type"))
+    k_per_task = np.array([k_of.get(t, 0) for t in tasks.dictionary.to_pylist()])
+    k = k_per_task[tasks.indices.to_numpy()]
+    order = np.lexsort((-scores, contexts))
+    sorted_contexts = contexts[order]
+    starts = np.flatnonzero(np.r_[True, sorted_contexts[1:] != sorted_contexts[:-1]])
+    rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+    return np.sort(order[rank < k[order]])
 
 
 def _write_recommendations(

@@ -1,6 +1,8 @@
 {#- The lookup-time fallback sources: one row per (source, key, rank) with the item, for
     popular_in_canvas (key: canvas), popular_in_category (key: category), coengagement (key:
-    source item) and title_match (key: known query). Copied into every published cache. -#}
+    source item) and title_match (key: known query), at most vars.serving.fallback_items_per_key
+    per key. Copied into every published cache. -#}
+{%- set per_key = var('serving', {}).get('fallback_items_per_key', 100) -%}
 with
 
 retrieval_sources as (
@@ -15,6 +17,7 @@ final as (
         item_id
     from retrieval_sources
     where source in ('popular_in_canvas', 'popular_in_category', 'coengagement', 'title_match')
+        and source_rank <= {{ per_key }}
 )
 
 select * from final
