@@ -148,26 +148,23 @@ def raw_predict(env: dict[str, str]) -> dict[str, Any]:
     features = version.metadata["features"]
     categorical = set(version.metadata["categorical_features"])
     with connect(settings.duckdb_path) as con:
-        frame = (
-            con.sql("select " + ", ".join(f'"{f}"' for f in features) + " from serving_candidates")
-            .to_arrow_table()
-            .to_pandas()
-        )
-    for column in categorical:
-        frame[column] = frame[column].astype(str)
+        table = con.sql(
+            "select " + ", ".join(f'"{f}"' for f in features) + " from serving_candidates"
+        ).to_arrow_table()
     cat_indices = [i for i, f in enumerate(features) if f in categorical]
-    pools = [
-        Pool(frame.iloc[i : i + BATCH], cat_features=cat_indices)
-        for i in range(0, len(frame), BATCH)
+    frames = [
+        table.slice(i, BATCH).to_pandas(strings_to_categorical=True)
+        for i in range(0, table.num_rows, BATCH)
     ]
     started = time.perf_counter()
-    for pool in pools:
-        model.predict(pool, thread_count=THREADS)
+    for frame in frames:
+        model.predict(Pool(frame, cat_features=cat_indices), thread_count=THREADS)
     seconds = time.perf_counter() - started
     return {
-        "rows": len(frame),
+        "rows": table.num_rows,
         "seconds": round(seconds, 2),
-        "rows_per_second": round(len(frame) / seconds),
+        "rows_per_second": round(table.num_rows / seconds),
+        "trees": int(model.tree_count_),
     }
 
 
