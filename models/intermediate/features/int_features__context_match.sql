@@ -14,40 +14,8 @@ items as (
     select * from {{ ref('int_items') }}
 ),
 
-search_probes as (
-    select distinct request_id, query_text
-    from feature_probes
-    where query_text <> {{ sentinel_of('query_text') }}
-),
-
-query_tokens as (
-    {{ split_tokens('search_probes', ['request_id'], 'query_text') }}
-),
-
-title_tokens as (
-    {{ split_tokens('items', ['item_id'], 'title') }}
-),
-
-query_lengths as (
-    select
-        request_id,
-        count(*) as n_query_tokens
-    from query_tokens
-    group by request_id
-),
-
-tokens_matched as (
-    select
-        feature_probes.request_id,
-        feature_probes.item_id,
-        count(*) as n_matched
-    from feature_probes
-    inner join query_tokens
-        on feature_probes.request_id = query_tokens.request_id
-    inner join title_tokens
-        on feature_probes.item_id = title_tokens.item_id
-        and query_tokens.token = title_tokens.token
-    group by feature_probes.request_id, feature_probes.item_id
+query_title_matches as (
+    select * from {{ ref('int_query_title_matches') }}
 ),
 
 final as (
@@ -56,8 +24,8 @@ final as (
         feature_probes.item_id,
         items.category as item_category,
         case
-            when query_lengths.request_id is null then -1.0
-            else coalesce(tokens_matched.n_matched, 0) / cast(query_lengths.n_query_tokens as {{ type_double() }})
+            when feature_probes.query_text = {{ sentinel_of('query_text') }} then -1.0
+            else coalesce(query_title_matches.match_share, 0.0)
         end as query_title_match,
         case
             when feature_probes.category = {{ sentinel_of('category') }} then -1
@@ -79,11 +47,9 @@ final as (
         on feature_probes.item_id = items.item_id
     left join items as source_items
         on feature_probes.source_item_id = source_items.item_id
-    left join query_lengths
-        on feature_probes.request_id = query_lengths.request_id
-    left join tokens_matched
-        on feature_probes.request_id = tokens_matched.request_id
-        and feature_probes.item_id = tokens_matched.item_id
+    left join query_title_matches
+        on feature_probes.query_text = query_title_matches.query_text
+        and feature_probes.item_id = query_title_matches.item_id
 )
 
 select * from final

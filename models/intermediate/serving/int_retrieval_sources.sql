@@ -22,10 +22,6 @@ item_pairs as (
     select * from {{ ref('int_item_pairs') }}
 ),
 
-items as (
-    select * from {{ ref('int_items') }}
-),
-
 serving_contexts as (
     select * from {{ ref('int_serving_contexts') }}
 ),
@@ -88,49 +84,22 @@ serving_queries as (
     where query_text <> {{ sentinel_of('query_text') }}
 ),
 
-query_tokens as (
-    {{ split_tokens('serving_queries', ['query_text'], 'query_text') }}
-),
-
-title_tokens as (
-    {{ split_tokens('items', ['item_id'], 'title') }}
-),
-
-query_lengths as (
-    select
-        query_text,
-        count(*) as n_query_tokens
-    from query_tokens
-    group by query_text
-),
-
-title_matches as (
-    select
-        query_tokens.query_text,
-        title_tokens.item_id,
-        count(*) as n_matched
-    from query_tokens
-    inner join title_tokens
-        on query_tokens.token = title_tokens.token
-    group by query_tokens.query_text, title_tokens.item_id
-),
-
 title_match as (
     select
-        title_matches.query_text as retrieval_key,
-        title_matches.item_id,
+        query_title_matches.query_text as retrieval_key,
+        query_title_matches.item_id,
         row_number() over (
-            partition by title_matches.query_text
+            partition by query_title_matches.query_text
             order by
-                title_matches.n_matched / cast(query_lengths.n_query_tokens as {{ type_double() }}) desc,
+                query_title_matches.match_share desc,
                 coalesce(item_popularity.engagements, 0) desc,
-                title_matches.item_id
+                query_title_matches.item_id
         ) as source_rank
-    from title_matches
-    inner join query_lengths
-        on title_matches.query_text = query_lengths.query_text
+    from {{ ref('int_query_title_matches') }} as query_title_matches
+    inner join serving_queries
+        on query_title_matches.query_text = serving_queries.query_text
     left join item_popularity
-        on title_matches.item_id = item_popularity.item_id
+        on query_title_matches.item_id = item_popularity.item_id
 ),
 
 serving_users as (
