@@ -1,14 +1,19 @@
 {% macro sampled_negatives(requests, pool, exclusions, negatives_per_request, seed) %}
   {#- Negatives for logs without impressions: for each request, up to `negatives_per_request`
       distinct items drawn from its pool with probability proportional to their weight, never an
-      item of `exclusions` for that request. Deterministic and engine-independent: draw d of
-      request r takes ticket hash_bucket(r|d|seed, pool tickets) of the pool's tickets (each item
-      holds `weight` consecutive tickets), so the same inputs give the same negatives everywhere,
-      for every model compared.
-        requests    relation: request_id, pool_key, exclusion_key
+      item its owner engages with at or after the request (a false negative) and never the
+      request's own `excluded_item_id` (e.g. a related request's source item). Items the owner
+      engaged with before the request stay eligible: a recommender sees that history, so a
+      negative may carry it too. Deterministic and engine-independent: draw d of request r takes
+      ticket hash_bucket(r|d|seed, pool tickets) of the pool's tickets (each item holds `weight`
+      consecutive tickets), so the same inputs give the same negatives everywhere, for every
+      model compared.
+        requests    relation: request_id, pool_key, exclusion_key, requested_at, excluded_item_id
+                    (NULL when none)
         pool        relation: pool_key, item_id, weight (integer >= 1; capped at 10000)
-        exclusions  relation: exclusion_key, item_id: items never drawn for a request with that
-                    key (e.g. key = user, items = the user's positives)
+        exclusions  relation: exclusion_key, item_id, last_engaged_at: the owner's (user's,
+                    visit's) engagements; an item is excluded for a request at or before its
+                    last engagement
       Returns one row per (request_id, item_id) with `negative_rank` (1 = first draw kept).
       2n + 10 draws are made per request; a request whose pool is nearly all excluded gets fewer. -#}
   {%- if negatives_per_request is not number or negatives_per_request < 1 -%}
@@ -62,6 +67,8 @@
           requests.request_id,
           requests.pool_key,
           requests.exclusion_key,
+          requests.requested_at,
+          requests.excluded_item_id,
           draw_numbers.generated_number as draw,
           {{ hash_bucket(dbt.concat(['requests.request_id', "'|'", 'cast(draw_numbers.generated_number as ' ~ dbt.type_string() ~ ')', "'|" ~ seed ~ "'"]), 'pool_sizes.tickets') }} as ticket
       from {{ requests }} as requests
@@ -82,7 +89,9 @@
       left join {{ exclusions }} as exclusions
           on draws.exclusion_key = exclusions.exclusion_key
           and tickets.item_id = exclusions.item_id
+          and exclusions.last_engaged_at >= draws.requested_at
       where exclusions.item_id is null
+          and (draws.excluded_item_id is null or tickets.item_id <> draws.excluded_item_id)
       group by draws.request_id, tickets.item_id
   ),
 

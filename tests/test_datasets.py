@@ -126,20 +126,27 @@ def test_movielens_negatives_are_drawn_and_never_a_positive(
     assert per_request["negatives"].mean() > NEGATIVES - 1  # a 9,742-movie pool rarely runs dry
     if model.endswith("home_labels"):
         assert per_request["positives"].max() <= 10
-    # never one of the user's positives, on any canvas, at any time
+    # never a movie the user likes (4+ stars or a tag, any canvas) at or after the request: a
+    # false negative; earlier likes stay eligible (the features see them, so may a negative)
+    last_liked = _movielens_last_liked()
+    negatives = labels[labels["label"] == 0].merge(
+        last_liked, how="left", left_on=["user_id", "item_id"], right_on=["userId", "movieId"]
+    )
+    assert not (negatives["last_liked_at"] >= negatives["requested_at"]).any()
+    if model.endswith("related_labels"):
+        assert (negatives["item_id"] != negatives["source_item_id"]).all()
+
+
+def _movielens_last_liked() -> pd.DataFrame:
+    """(userId, movieId, last_liked_at): the last 4+ rating or tag of each liked movie."""
     ratings = _ratings()
     tags = pd.read_csv(MOVIELENS / "tags.csv", dtype={"userId": str, "movieId": str})
-    liked = set(
-        zip(
-            ratings.loc[ratings["rating"] >= 4, "userId"],
-            ratings.loc[ratings["rating"] >= 4, "movieId"],
-            strict=True,
-        )
-    )
-    liked |= set(zip(tags["userId"], tags["movieId"], strict=True))
-    negatives = labels[labels["label"] == 0]
-    assert not any(
-        pair in liked for pair in zip(negatives["user_id"], negatives["item_id"], strict=True)
+    tags["rated_at"] = pd.to_datetime(tags["timestamp"], unit="s")
+    liked = pd.concat([ratings[ratings["rating"] >= 4], tags])[["userId", "movieId", "rated_at"]]
+    return (
+        liked.groupby(["userId", "movieId"], as_index=False)["rated_at"]
+        .max()
+        .rename(columns={"rated_at": "last_liked_at"})
     )
 
 
@@ -183,9 +190,13 @@ def _python_negatives(
     return kept[:NEGATIVES]
 
 
-def test_negative_sampling_is_the_documented_popularity_weighted_draw(movielens: Settings) -> None:
-    """Recompute the negatives of some home requests in Python from the pool weights: the SQL
-    must draw exactly the same items (so any engine computing md5 draws them too)."""
+@pytest.mark.parametrize("model", ["int_movielens__home_labels", "int_movielens__related_labels"])
+def test_negative_sampling_is_the_documented_popularity_weighted_draw(
+    movielens: Settings, model: str
+) -> None:
+    """Recompute the negatives of some requests in Python from the pool weights and the raw
+    files' likes: the SQL must draw exactly the same items (so any engine computing md5 draws
+    them too)."""
     pool = _query(
         movielens,
         "select item_id, weight from int_movielens__negative_pool where pool_key = '__all__' "
@@ -197,16 +208,16 @@ def test_negative_sampling_is_the_documented_popularity_weighted_draw(movielens:
         for _ in range(weight)
     ]
     seed = movielens.vars["negative_sampling"]["seed"]
-    labels = _labels(movielens, "int_movielens__home_labels")
-    excluded_by_user: dict[str, set[str]] = defaultdict(set)
-    for user, item in _query(
-        movielens, "select exclusion_key, item_id from int_movielens__user_positives"
-    ).itertuples(index=False):
-        excluded_by_user[user].add(item)
+    labels = _labels(movielens, model)
+    last_liked = _movielens_last_liked()
     for request_id in sorted(labels["request_id"].unique())[:25]:
         rows = labels[labels["request_id"] == request_id]
-        user = rows["user_id"].iloc[0]
-        expected = _python_negatives(request_id, tickets, excluded_by_user[user], seed)
+        user, requested_at = rows["user_id"].iloc[0], rows["requested_at"].iloc[0]
+        mine = last_liked[last_liked["userId"] == user]
+        excluded = set(mine.loc[mine["last_liked_at"] >= requested_at, "movieId"])
+        if "source_item_id" in rows:
+            excluded.add(rows["source_item_id"].iloc[0])
+        expected = _python_negatives(request_id, tickets, excluded, seed)
         assert sorted(rows.loc[rows["label"] == 0, "item_id"]) == sorted(expected), request_id
 
 
@@ -282,14 +293,23 @@ def test_diginetica_requests_follow_the_documented_definitions(diginetica: Setti
     assert requests("int_diginetica__category_labels") == len(visit_items)
     known = events.loc[events["user_id"] != "NA", "visit"].nunique()
     assert requests("int_diginetica__home_labels") == known
-    labels = _labels(diginetica, "int_diginetica__related_labels")
-    assert (labels["source_item_id"] != labels["item_id"]).all()
-    negatives = labels[labels["label"] == 0]
-    negative_pairs = zip(
-        negatives["request_id"].str.split("|").str[1], negatives["item_id"], strict=True
+    # negatives: never an item the visit (or its known user) engages with at or after the request
+    views["at"] = pd.to_datetime(views["eventdate"]) + pd.to_timedelta(
+        views["timeframe"].astype(int), unit="ms"
     )
-    engaged = set(zip(visit_items["visit"], visit_items["item_id"], strict=True))
-    assert not any(pair in engaged for pair in negative_pairs)
+    purchases["at"] = pd.to_datetime(purchases["eventdate"]) + pd.Timedelta(milliseconds=86_399_999)
+    timed = pd.concat([f[["session_id", "eventdate", "item_id", "at"]] for f in (views, purchases)])
+    timed["visit"] = timed["session_id"] + "@" + timed["eventdate"]
+    last = timed.groupby(["visit", "item_id"], as_index=False)["at"].max()
+    for model in ("int_diginetica__related_labels", "int_diginetica__category_labels"):
+        labels = _labels(diginetica, model)
+        negatives = labels[labels["label"] == 0].assign(
+            visit=lambda f: f["request_id"].str.split("|").str[1]
+        )
+        joined = negatives.merge(last, how="left", on=["visit", "item_id"])
+        assert not (joined["at"] >= joined["requested_at"]).any(), model
+        if "source_item_id" in labels:
+            assert (labels["source_item_id"] != labels["item_id"]).all()
 
 
 @pytest.mark.parametrize("dataset", ["movielens", "diginetica"])

@@ -1,6 +1,6 @@
 {#- Diginetica category: each (visit, item) engaged is a request on the item's category page,
     asked at the first event. Positive: the item (2 bought, 1 viewed); negatives: sampled from the
-    same category (pool <category>, never an item of the visit or its known user); a request
+    same category (pool <category>, never an item the visit or its known user engages with at or after the request); a request
     whose category has nothing else to draw from gets no negatives and carries no signal. -#}
 {%- set sampling = registry_var('negative_sampling', {}) -%}
 with
@@ -33,7 +33,9 @@ negative_requests as (
     select
         request_id,
         category as pool_key,
-        visit_id as exclusion_key
+        visit_id as exclusion_key,
+        requested_at,
+        cast(null as {{ dbt.type_string() }}) as excluded_item_id
     from requests
 ),
 

@@ -1,6 +1,6 @@
 {#- Diginetica home: a visit (a session on one day) of a known user, asked at its first event.
     Positives: the items the visit engaged with, the first 10 in time order (2 bought, 1 viewed);
-    negatives: sampled (pool __all__, never an item of the visit or of that user). Anonymous
+    negatives: sampled (pool __all__, never an item the visit or that user engages with at or after the request). Anonymous
     visits are not home examples. -#}
 {%- set sampling = registry_var('negative_sampling', {}) -%}
 with
@@ -46,7 +46,9 @@ negative_requests as (
     select
         request_id,
         '__all__' as pool_key,
-        visit_id as exclusion_key
+        visit_id as exclusion_key,
+        requested_at,
+        cast(null as {{ dbt.type_string() }}) as excluded_item_id
     from visits
 ),
 

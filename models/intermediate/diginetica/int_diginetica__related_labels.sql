@@ -1,7 +1,7 @@
 {#- Diginetica related: within a visit's views in time order, each move from one item to a
     different next item is a request, asked when the next item was viewed. Source item: the item
     viewed before; positive: the next item (2 if the visit bought it, else 1); negatives: sampled
-    (pool __all__, never an item of the visit or of its known user). -#}
+    (pool __all__, never an item the visit or its known user engages with at or after the request, never the source). -#}
 {%- set sampling = registry_var('negative_sampling', {}) -%}
 with
 
@@ -69,7 +69,9 @@ negative_requests as (
     select
         request_id,
         '__all__' as pool_key,
-        visit_id as exclusion_key
+        visit_id as exclusion_key,
+        requested_at,
+        source_item_id as excluded_item_id
     from requests
 ),
 

@@ -1,5 +1,5 @@
 {#- One row per (visit, item) engaged in it - viewed or purchased - with the grade (2 purchased,
-    1 viewed only), the first event time, the visit's user (NULL if anonymous) and the item's
+    1 viewed only), the first and last event times, the visit's user (NULL if anonymous) and the item's
     category. A visit is a session on one event date (`<session_id>@<date>`): the log's session
     ids can span months, and a visit never crosses the split's midnight cuts, so every label of a
     visit lands in one split. Events of items missing from the catalogue are left out. -#}
@@ -50,7 +50,8 @@ final as (
         visit_users.user_id,
         items.category as item_category,
         max(events_by_visit.grade) as grade,
-        min(events_by_visit.event_at) as engaged_at
+        min(events_by_visit.event_at) as engaged_at,
+        max(events_by_visit.event_at) as last_engaged_at
     from events_by_visit
     inner join items
         on events_by_visit.item_id = items.item_id

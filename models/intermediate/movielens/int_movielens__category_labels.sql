@@ -1,6 +1,6 @@
 {#- MovieLens category (a genre page): one request per highly rated movie, the page being the
     movie's category, asked when it was rated. Positive: the movie (graded 1 or 2); negatives:
-    sampled from the same category (pool <category>, never the user's positives). -#}
+    sampled from the same category (pool <category>, never a movie the user likes at or after the request). -#}
 {%- set sampling = registry_var('negative_sampling', {}) -%}
 with
 
@@ -32,7 +32,9 @@ negative_requests as (
     select
         request_id,
         category as pool_key,
-        user_id as exclusion_key
+        user_id as exclusion_key,
+        requested_at,
+        cast(null as {{ dbt.type_string() }}) as excluded_item_id
     from requests
 ),
 

@@ -1,7 +1,7 @@
 {#- MovieLens home: a user's rating session (a user-day with at least one rating of 4 stars or
     more), asked at the session's first rating. Positives: that day's highly rated movies, the
     first 10 in time order (graded 1 or 2); negatives: sampled (int_movielens__negative_pool,
-    pool __all__, never the user's positives). -#}
+    pool __all__, never a movie the user likes at or after the request). -#}
 {%- set sampling = registry_var('negative_sampling', {}) -%}
 with
 
@@ -51,7 +51,9 @@ negative_requests as (
     select
         request_id,
         '__all__' as pool_key,
-        user_id as exclusion_key
+        user_id as exclusion_key,
+        requested_at,
+        cast(null as {{ dbt.type_string() }}) as excluded_item_id
     from sessions
 ),
 

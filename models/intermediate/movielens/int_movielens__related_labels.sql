@@ -1,7 +1,7 @@
 {#- MovieLens related ("more like this" under the movie just liked): one request per highly rated
     movie that has an earlier highly rated movie from the same user, asked when it was rated.
     Source item: the user's previous highly rated movie; positive: this movie (graded 1 or 2);
-    negatives: sampled (pool __all__, never the user's positives, so never the source). -#}
+    negatives: sampled (pool __all__, never a movie the user likes at or after the request, never the source). -#}
 {%- set sampling = registry_var('negative_sampling', {}) -%}
 with
 
@@ -44,7 +44,9 @@ negative_requests as (
     select
         request_id,
         '__all__' as pool_key,
-        user_id as exclusion_key
+        user_id as exclusion_key,
+        requested_at,
+        source_item_id as excluded_item_id
     from requests
 ),
 

@@ -1,6 +1,6 @@
 {#- MovieLens search: a tag a user applied to a movie, read as a query typed to find it - one
     request per distinct (user, movie, tag), asked at the first such tag. Positive: the movie
-    (grade 1); negatives: sampled (pool __all__, never the user's positives). -#}
+    (grade 1); negatives: sampled (pool __all__, never a movie the user likes at or after the request). -#}
 {%- set sampling = registry_var('negative_sampling', {}) -%}
 with
 
@@ -30,7 +30,9 @@ negative_requests as (
     select
         request_id,
         '__all__' as pool_key,
-        user_id as exclusion_key
+        user_id as exclusion_key,
+        requested_at,
+        cast(null as {{ dbt.type_string() }}) as excluded_item_id
     from requests
 ),
 

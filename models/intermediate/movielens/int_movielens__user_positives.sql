@@ -1,6 +1,7 @@
-{#- The items never drawn as a user's negatives: the user's positives on any canvas over the whole
-    log (rated 4 stars or more, or tagged), so a sampled negative is never something the user is
-    known to like. Movies rated below 4 stay eligible: the user watched and did not like them. -#}
+{#- Each user's positives on any canvas (a movie rated 4+ stars or tagged) with the time of the
+    last one: a movie is never drawn as that user's negative for a request at or before it (it
+    would be a false negative). Earlier positives stay eligible - the features see them - and a
+    movie rated below 4 is always eligible: the user watched it and did not like it. -#}
 with
 
 engagement_history as (
@@ -8,10 +9,12 @@ engagement_history as (
 ),
 
 final as (
-    select distinct
+    select
         user_id as exclusion_key,
-        item_id
+        item_id,
+        max(engaged_at) as last_engaged_at
     from engagement_history
+    group by user_id, item_id
 )
 
 select * from final
