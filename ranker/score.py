@@ -32,6 +32,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -161,34 +162,21 @@ def score_candidates(
                 f"{numbering.contexts:,}",
                 f"{numbering.items:,}",
             )
-            top = TopK(numbering.k_per_context)
-            done = 0
-            batches = _prefetched(_candidate_frames(cache, numbering, features, batch_rows), stages)
-            with closing(batches):  # the reader thread ends before the connection closes
-                for context, item, frame in batches:
-                    with stages("pool"):
-                        pool = Pool(frame, cat_features=numbering.cat_indices, thread_count=threads)
-                    with stages("predict"):
-                        scores = np.asarray(model.predict(pool, thread_count=threads))
-                    done += len(scores)
-                    with stages("top k"):
-                        own = numbering.own_item[context] == item  # never its own source item
-                        if own.any():
-                            context, item, scores = context[~own], item[~own], scores[~own]
-                        top.add(context, item, scores)
-                    if on_progress is not None:
-                        on_progress(done, numbering.total)
-            with stages("top k"):
-                ranked = top.result()
-            with stages("write recommendations"):
-                cache_rows, fallback_rows, contexts = _write_recommendations(
-                    cache, canvases, numbering, ranked, model_version.version, generated_at
+            # The fallback tables do not depend on the scores: copy them on another connection
+            # of the instance (DuckDB's own threads) while the candidates are predicted. Leaving
+            # the block waits for the copy, also on an error, before the connection closes.
+            with ThreadPoolExecutor(1, thread_name_prefix="unirank-score-copy") as copier:
+                copied = copier.submit(_copy_fallback_tables, cache, stages)
+                ranked = _score(
+                    cache, model, numbering, features, batch_rows, threads, stages, on_progress
                 )
-            with stages("copy fallback tables"):
-                for relation in ("serving_fallbacks", "item_catalogue"):
-                    cache.execute(
-                        f"create table {relation} as select * from {WAREHOUSE}.{relation}"
+                with stages("write recommendations"):
+                    cache_rows, fallback_rows, contexts = _write_recommendations(
+                        cache, canvases, numbering, ranked, model_version.version, generated_at
                     )
+                with stages("wait for fallback tables"):
+                    copied.result()
+            with stages("cache info"):
                 cache.execute(
                     "create table cache_info as select ?::varchar as model_version, ?::varchar as dbt_invocation_id, "
                     "?::timestamp as served_as_of, ?::timestamptz as generated_at, ?::bigint as candidate_rows, "
@@ -254,6 +242,55 @@ def _open_cache(partial: Path, memory_limit: str, threads: int) -> duckdb.DuckDB
         raise ScoringError(
             f"cannot start scoring with memory_limit={memory_limit!r}, threads={threads}: {exc}"
         ) from exc
+
+
+def _score(
+    cache: duckdb.DuckDBPyConnection,
+    model: CatBoostRanker,
+    numbering: _Numbering,
+    features: list[str],
+    batch_rows: int,
+    threads: int,
+    stages: _Stages,
+    on_progress: ScoreProgress | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Predict every candidate, batch by batch; every context's top K, ranked."""
+    top = TopK(numbering.k_per_context)
+    done = 0
+    batches = _prefetched(_candidate_frames(cache, numbering, features, batch_rows), stages)
+    with closing(batches):  # the reader thread ends before the connection closes
+        for context, item, frame in batches:
+            with stages("pool"):
+                pool = Pool(frame, cat_features=numbering.cat_indices, thread_count=threads)
+            with stages("predict"):
+                scores = np.asarray(model.predict(pool, thread_count=threads))
+            done += len(scores)
+            with stages("top k"):
+                own = numbering.own_item[context] == item  # never its own source item
+                if own.any():
+                    context, item, scores = context[~own], item[~own], scores[~own]
+                top.add(context, item, scores)
+            if on_progress is not None:
+                on_progress(done, numbering.total)
+    with stages("top k"):
+        ranked = top.result()
+    return ranked
+
+
+def _copy_fallback_tables(cache: duckdb.DuckDBPyConnection, stages: _Stages) -> None:
+    """What lookups of unseen contexts need, copied into the cache (on its own connection)."""
+    started, cpu_started = time.perf_counter(), time.thread_time()
+    copying = cache.cursor()
+    try:
+        for relation in ("serving_fallbacks", "item_catalogue"):
+            copying.execute(f"create table {relation} as select * from {WAREHOUSE}.{relation}")
+    finally:
+        copying.close()
+        stages.add(
+            "copy fallback tables (background)",
+            time.perf_counter() - started,
+            time.thread_time() - cpu_started,
+        )
 
 
 def _check_inputs(
@@ -537,9 +574,9 @@ class TopK:
 
     Rows are admitted into one buffer only if they beat their context's current K-th best row
     (exactly: a higher score, or the same score and a smaller item); until a context has K rows
-    everything is admitted. When the buffer outgrows ``2 x sum(K)`` rows it is cut to the exact
+    everything is admitted. When the buffer outgrows ``3 x sum(K)`` rows it is cut to the exact
     top K of every context, which also moves the thresholds up. So the buffer never holds more
-    than ``2 x sum(K)`` rows plus one batch: memory is proportional to the cache being built
+    than ``3 x sum(K)`` rows plus one batch: memory is proportional to the cache being built
     (16 bytes a row), not to the number of candidates.
 
     A cut needs no argsort of the buffer: one value sort of 64-bit keys (context, score as
@@ -551,7 +588,7 @@ class TopK:
 
     def __init__(self, k_per_context: np.ndarray) -> None:
         self.k = np.asarray(k_per_context, dtype=np.int64)
-        self.capacity = max(2 * int(self.k.sum()), 1)
+        self.capacity = max(3 * int(self.k.sum()), 1)
         # The K-th best row so far of every context (none yet: every row beats it; no row beats
         # +inf, the threshold of a context whose canvas keeps nothing).
         self.threshold_score = np.where(self.k > 0, -np.inf, np.inf)
@@ -621,13 +658,16 @@ class TopK:
             kth = np.zeros(len(self.k), dtype=np.uint32)  # 0: fewer than K rows, keep all
             kth[ids[full]] = (packed[(ends - k)[full]] & np.uint64(0xFFFF_FFFF)).astype(np.uint32)
             local_kth = kth[context]
-            kept = key >= local_kth
-            context, item, scores = context[kept], item[kept], scores[kept]
-            tied = key[kept] == local_kth[kept]  # only for full contexts: keys are never 0
-            if tied.any():
-                certain = np.bincount(context[~tied], minlength=len(self.k))
+            # Above the float32 K-th best: kept. Tied with it (only in full contexts, as keys are
+            # never 0): ordered exactly below. Under it: K rows beat it, dropped.
+            tied = key == local_kth
+            above = key > local_kth
+            tied_context, tied_item, tied_score = context[tied], item[tied], scores[tied]
+            context, item, scores = context[above], item[above], scores[above]
+            if len(tied_context):
+                certain = np.bincount(context, minlength=len(self.k))
                 tied_context, tied_item, tied_score = self._exact_order(
-                    context[tied], item[tied], scores[tied]
+                    tied_context, tied_item, tied_score
                 )
                 starts = np.flatnonzero(np.r_[True, tied_context[1:] != tied_context[:-1]])
                 rank = np.arange(len(tied_context)) - np.repeat(
@@ -639,9 +679,9 @@ class TopK:
                 self.threshold_score[tied_context[kth_row]] = tied_score[kth_row]
                 self.threshold_item[tied_context[kth_row]] = tied_item[kth_row]
                 self._any_threshold = True
-                context = np.concatenate([context[~tied], tied_context[chosen]])
-                item = np.concatenate([item[~tied], tied_item[chosen]])
-                scores = np.concatenate([scores[~tied], tied_score[chosen]])
+                context = np.concatenate([context, tied_context[chosen]])
+                item = np.concatenate([item, tied_item[chosen]])
+                scores = np.concatenate([scores, tied_score[chosen]])
         self._context, self._item, self._score = [context], [item], [scores]
         self._rows = len(context)
 
@@ -653,13 +693,17 @@ class TopK:
         and value-sorted when they fit, else a lexicographic sort."""
         if not len(context):
             return context, item, scores
-        distinct = np.unique(scores)  # -0.0 and 0.0 are one value, as in SQL
+        by_score = np.argsort(scores)
+        ascending = scores[by_score]
+        new_value = np.r_[True, ascending[1:] != ascending[:-1]]  # -0.0 == 0.0, as in SQL
+        distinct = ascending[new_value]
         rank_bits = max(len(distinct) - 1, 1).bit_length()
         item_bits = max(int(item.max()), 1).bit_length()
         if self._context_bits + rank_bits + item_bits + 1 > 64:
             order = np.lexsort((item, -scores, context))
             return context[order], item[order], scores[order]
-        descending = len(distinct) - 1 - np.searchsorted(distinct, scores)
+        descending = np.empty(len(scores), dtype=np.int64)
+        descending[by_score] = len(distinct) - np.cumsum(new_value)
         rank_shift = 1 + item_bits
         context_shift = rank_shift + rank_bits
         packed = np.sort(
