@@ -57,7 +57,7 @@ logger = logging.getLogger(__name__)
 CANDIDATES = "serving_candidates"
 WAREHOUSE = "warehouse"  # the warehouse, attached read-only to the scoring instance
 SCRATCH = "scratch"  # an in-memory database of the scoring instance: numbering, kept scores
-DEFAULT_MEMORY_LIMIT = "1GB"
+DEFAULT_MEMORY_LIMIT = "512MB"
 ScoreProgress = Callable[[int, int], None]  # (rows scored, total rows)
 
 
@@ -121,9 +121,13 @@ def score_candidates(
 ) -> ScoreResult:
     """Score every serving candidate with the current model and publish a new cache generation.
 
-    ``batch_rows`` bounds the Python side's memory, ``memory_limit`` DuckDB's (it spills to a
-    folder next to the partial file beyond it), ``threads`` is used by both CatBoost and DuckDB
-    (-1 = all cores).
+    Memory: DuckDB stays within ``memory_limit`` (it spills to a folder next to the partial file
+    beyond it); Python holds at most three batches of ``batch_rows`` (about 100 bytes a row in
+    Arrow, pandas and CatBoost), the top-K buffer (at most 3 x contexts x K rows of 16 bytes
+    plus one batch) and, at the end, the cache rows being written; plus the interpreter,
+    libraries and model. None of it grows with the number of candidates per context; the top-K
+    buffer and the final rows grow with the cache itself (contexts x K). ``threads`` is used by
+    CatBoost and DuckDB alike (-1 = all cores).
     """
     started = time.perf_counter()
     stages = _Stages()
