@@ -351,7 +351,16 @@ def score(
     batch_rows: Annotated[
         int, typer.Option(min=1_000, help="Candidates per Arrow batch: bounds memory.")
     ] = 250_000,
-    threads: Annotated[int, typer.Option(help="CatBoost predict threads (-1 = all).")] = -1,
+    threads: Annotated[
+        int, typer.Option(help="Threads for CatBoost predict and DuckDB (-1 = all cores).")
+    ] = -1,
+    memory_limit: Annotated[
+        str,
+        typer.Option(
+            "--memory-limit",
+            help="DuckDB memory limit while scoring (it spills to disk beyond it), e.g. 512MB.",
+        ),
+    ] = score_stage.DEFAULT_MEMORY_LIMIT,
     keep: Annotated[int, typer.Option(min=1, help="Cache generations to keep on disk.")] = 3,
     samples: Annotated[
         int, typer.Option(min=0, help="Example recommendations to print per canvas.")
@@ -362,7 +371,8 @@ def score(
 ) -> None:
     """Score serving candidates with the current model and publish the recommendations cache.
 
-    Reads serving_candidates (run `build`), predicts in batches, keeps the top K per context (K
+    Reads serving_candidates (run `build`) in Arrow batches (Python memory bounded by
+    --batch-rows, DuckDB's by --memory-limit), predicts, keeps the top K per context (K
     per canvas in the registry), fills cold contexts from the canvas's fallback chain, and
     publishes <warehouse dir>/cache/current.duckdb atomically: readers see the previous complete
     cache until the new one is in place; a failed run leaves it untouched.
@@ -383,7 +393,12 @@ def score(
                 progress.update(task, completed=done, total=total)
 
             result = score_stage.score_candidates(
-                settings, batch_rows=batch_rows, threads=threads, keep=keep, on_progress=on_progress
+                settings,
+                batch_rows=batch_rows,
+                threads=threads,
+                keep=keep,
+                on_progress=on_progress,
+                memory_limit=memory_limit,
             )
         out.print(
             f"cache {result.cache_path} -> {result.generation.name}: {result.cache_rows:,} rows for "
