@@ -72,6 +72,15 @@ VarsOption = Annotated[
         "the project's value, e.g. '{stratification: {strategy: equal, budget: 5000, seed: 1}}'.",
     ),
 ]
+DatasetOption = Annotated[
+    str | None,
+    typer.Option(
+        "--dataset",
+        help="Which dataset to work on: demo (bundled, default), movielens or diginetica (real "
+        "logs read from ../shared/data); the same as --vars '{dataset: NAME}'. Each dataset has "
+        "its own warehouse, models and cache.",
+    ),
+]
 
 
 @contextmanager
@@ -84,10 +93,15 @@ def _known_errors() -> Iterator[None]:
 
 
 def _settings(
-    project_dir: Path, vars_text: str | None, extra: dict[str, Any] | None = None
+    project_dir: Path,
+    vars_text: str | None,
+    extra: dict[str, Any] | None = None,
+    dataset: str | None = None,
 ) -> Settings:
     overrides = parse_var_overrides(vars_text)
     overrides.update(extra or {})
+    if dataset is not None:
+        overrides["dataset"] = dataset
     return load_settings(project_dir, overrides)
 
 
@@ -169,6 +183,7 @@ def build(
     ] = None,
     target: Annotated[str | None, typer.Option(help="dbt target from profiles.yml.")] = None,
     vars_text: VarsOption = None,
+    dataset: DatasetOption = None,
     project_dir: ProjectDir = Path("."),
 ) -> None:
     """Run `dbt build`: labels, stratified union, features and the ranking mart, with all tests.
@@ -185,7 +200,7 @@ def build(
                     f"--logs {logs} is not a folder; create one with `unirank-cli generate --out {logs}`"
                 )
             extra = {"demo_source": "parquet", "demo_path": str(logs.resolve())}
-        settings = _settings(project_dir, vars_text, extra)
+        settings = _settings(project_dir, vars_text, extra, dataset=dataset)
         args = ["build"] + (["--select", select] if select else [])
         build_stage.run_dbt(settings, args, target=target)
         _print_mart_summary(settings)
@@ -249,6 +264,7 @@ def train(
     ] = True,
     reports: Annotated[bool, typer.Option(help="Write the HTML reports.")] = True,
     vars_text: VarsOption = None,
+    dataset: DatasetOption = None,
     project_dir: ProjectDir = Path("."),
 ) -> None:
     """Train one CatBoost YetiRank model for all canvases; evaluate it per canvas; publish it.
@@ -259,7 +275,7 @@ def train(
     reports/<version>/, and only then makes the new version current.
     """
     with _known_errors():
-        settings = _settings(project_dir, vars_text)
+        settings = _settings(project_dir, vars_text, dataset=dataset)
         params = train_stage.TrainParams.from_settings(
             settings,
             iterations=iterations,
@@ -353,6 +369,7 @@ def score(
         int, typer.Option(min=0, help="Example recommendations to print per canvas.")
     ] = 0,
     vars_text: VarsOption = None,
+    dataset: DatasetOption = None,
     project_dir: ProjectDir = Path("."),
 ) -> None:
     """Score serving candidates with the current model and publish the recommendations cache.
@@ -363,7 +380,7 @@ def score(
     cache until the new one is in place; a failed run leaves it untouched.
     """
     with _known_errors():
-        settings = _settings(project_dir, vars_text)
+        settings = _settings(project_dir, vars_text, dataset=dataset)
         with Progress(
             TextColumn("scoring"),
             BarColumn(),
@@ -435,6 +452,7 @@ def recommend(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for machines.")] = False,
     vars_text: VarsOption = None,
+    dataset: DatasetOption = None,
     project_dir: ProjectDir = Path("."),
 ) -> None:
     """Look up recommendations in the cache, with the canvas's fallback chain.
@@ -444,7 +462,7 @@ def recommend(
     The output says which step answered: the cache, or a fallback for an unseen context.
     """
     with _known_errors():
-        settings = _settings(project_dir, vars_text)
+        settings = _settings(project_dir, vars_text, dataset=dataset)
         context = {
             "user_id": user,
             "source_item_id": item,
@@ -476,13 +494,14 @@ def recommend(
 @app.command()
 def registry(
     vars_text: VarsOption = None,
+    dataset: DatasetOption = None,
     project_dir: ProjectDir = Path("."),
 ) -> None:
     """Validate and show the canvas registry (dbt_project.yml vars) as unirank reads it."""
     with _known_errors():
-        settings = _settings(project_dir, vars_text)
+        settings = _settings(project_dir, vars_text, dataset=dataset)
         reg = settings.registry
-        table = Table(title="canvases")
+        table = Table(title=f"canvases of dataset {reg.dataset!r}")
         for column in ("canvas", "label model", "context columns", "required", "weight"):
             table.add_column(column)
         for canvas in reg.canvases:

@@ -332,13 +332,24 @@ def _evaluate(
     return results
 
 
+# A peer model for the comparison (e.g. LightGBM in the benchmarks): given the train, valid and
+# test frames, the feature and categorical names, it returns one score per test row.
+PeerModel = Callable[
+    [pd.DataFrame, pd.DataFrame | None, pd.DataFrame, Sequence[str], Sequence[str]], np.ndarray
+]
+
+
 def train_and_evaluate(
     settings: Settings,
     params: TrainParams,
     on_progress: ProgressCallback | None = None,
     write_reports: bool = True,
+    peers: Mapping[str, PeerModel] | None = None,
 ) -> TrainingResult:
-    """Train, compare, publish. The new version becomes current only if every step succeeded."""
+    """Train, compare, publish. The new version becomes current only if every step succeeded.
+
+    ``peers`` adds other model kinds to the comparison, evaluated on exactly the same test
+    requests and recorded like the built-in kinds."""
     timings: dict[str, float] = {}
     notes: list[str] = []
     run_started = time.perf_counter()
@@ -394,6 +405,13 @@ def train_and_evaluate(
         if np.isnan(bespoke_scores).all():
             notes.append("no bespoke model could be trained")
         scores["bespoke"] = bespoke_scores
+
+    for kind, peer in (peers or {}).items():
+        started = time.perf_counter()
+        scores[kind] = np.asarray(
+            peer(train, valid, test, data.features, data.categorical), dtype=float
+        )
+        timings[f"{kind}_fit_seconds"] = time.perf_counter() - started
 
     started = time.perf_counter()
     evaluations = _evaluate(data, test, scores, params, tasks)
