@@ -247,6 +247,16 @@ def train(
             "--max-negatives", min=1, help="Keep at most N negatives per training request (faster)."
         ),
     ] = None,
+    yetirank_permutations: Annotated[
+        int | None,
+        typer.Option(min=1, help="YetiRank permutations per iteration (fewer = faster)."),
+    ] = None,
+    one_hot_max_size: Annotated[
+        int | None,
+        typer.Option(
+            min=1, max=255, help="One-hot categoricals with at most N values (instead of CTRs)."
+        ),
+    ] = None,
     threads: Annotated[int | None, typer.Option(help="CPU threads (-1 = all).")] = None,
     compare: Annotated[
         bool,
@@ -274,6 +284,8 @@ def train(
             border_count=border_count,
             early_stopping_rounds=early_stopping_rounds,
             max_negatives_per_request=max_negatives,
+            yetirank_permutations=yetirank_permutations,
+            one_hot_max_size=one_hot_max_size,
             thread_count=threads,
         )
         params = dataclasses.replace(params, compare=compare)

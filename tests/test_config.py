@@ -52,6 +52,20 @@ def test_project_registry_loads(project_dir: Path) -> None:
     assert settings.duckdb_path == project_dir / "warehouse" / "unirank.duckdb"
 
 
+def test_project_training_block_reaches_catboost(project_dir: Path) -> None:
+    """Every key of vars.training lands in TrainParams unchanged, and the speed levers reach the
+    CatBoost parameters (the defaults `unirank-cli train` and the benchmarks use)."""
+    from ranker.train import TrainParams
+
+    raw = read_project_vars(project_dir)["training"]
+    params = TrainParams.from_settings(load_settings(project_dir))
+    assert {key: getattr(params, key) for key in raw} == raw
+    catboost = params.catboost_params()
+    assert catboost["loss_function"] == f"YetiRank:permutations={raw['yetirank_permutations']}"
+    assert catboost["one_hot_max_size"] == raw["one_hot_max_size"]
+    assert catboost["learning_rate"] == raw["learning_rate"]
+
+
 def test_override_replaces_a_whole_key(project_dir: Path) -> None:
     settings = load_settings(project_dir, {"stratification": {"strategy": "equal", "budget": 100}})
     assert settings.registry.stratification == Stratification("equal", 100, 0)
