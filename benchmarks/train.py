@@ -281,9 +281,33 @@ def run_one(
     }
 
 
+RUNS = WORK / "train_runs.jsonl"  # every finished run, for --resume
+
+
+def _run_key(kind: str, params: dict[str, Any], warehouse: Path) -> str:
+    return json.dumps({"kind": kind, "params": params, "warehouse": warehouse.name}, sort_keys=True)
+
+
+def finished_runs() -> dict[str, dict[str, Any]]:
+    if not RUNS.exists():
+        return {}
+    runs = (json.loads(line) for line in RUNS.read_text().splitlines() if line.strip())
+    return {r["key"]: r["result"] for r in runs}
+
+
 def in_subprocess(
-    kind: str, params: dict[str, Any], warehouse: Path, scores_out: Path | None = None
+    kind: str,
+    params: dict[str, Any],
+    warehouse: Path,
+    scores_out: Path | None = None,
+    reuse: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
+    """One configuration in its own process. With ``reuse`` (``--resume``), a configuration
+    already run on the same warehouse is read back instead of trained again."""
+    key = _run_key(kind, params, warehouse)
+    if reuse is not None and key in reuse:
+        print(json.dumps({"reused": True, **reuse[key]}), flush=True)
+        return reuse[key]
     command = [
         sys.executable,
         __file__,
@@ -297,6 +321,8 @@ def in_subprocess(
     completed = subprocess.run(command, check=True, capture_output=True, text=True, cwd=ROOT)
     result: dict[str, Any] = json.loads(completed.stdout.strip().splitlines()[-1])
     print(json.dumps(result), flush=True)
+    with RUNS.open("a") as runs:
+        runs.write(json.dumps({"key": key, "result": result}) + "\n")
     return result
 
 
@@ -341,6 +367,12 @@ def main() -> None:
     parser.add_argument(
         "--repeats", type=int, default=3, help="runs of the headline pair (CatBoost, LightGBM)"
     )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="reuse the ladder, levers and LightGBM grid runs already finished on the same data "
+        "(benchmarks/work/train_runs.jsonl); the headline pair and the memory check always run",
+    )
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--warehouse", help=argparse.SUPPRESS)
     parser.add_argument("--scores-out", help=argparse.SUPPRESS)
@@ -355,22 +387,26 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     warehouse = ensure_warehouse(args.rows)
     started = time.perf_counter()
+    reuse = finished_runs() if args.resume else None
 
     ladder: list[dict[str, Any]] = []
     params: dict[str, Any] = {}
     for label, change in LADDER[:-1]:
         params = {**params, **change}
-        ladder.append({"step": label, **in_subprocess("catboost", params, warehouse)})
+        ladder.append({"step": label, **in_subprocess("catboost", params, warehouse, reuse=reuse)})
     final_label, final_change = LADDER[-1]
     final_params = {**params, **final_change}
 
     tried = [
-        {"step": label, **in_subprocess("catboost", {**final_params, **change}, warehouse)}
+        {
+            "step": label,
+            **in_subprocess("catboost", {**final_params, **change}, warehouse, reuse=reuse),
+        }
         for label, change in TRIED
     ]
 
-    previous = in_subprocess("lightgbm", LIGHTGBM_PREVIOUS, warehouse)
-    grid = [in_subprocess("lightgbm", config, warehouse) for config in LIGHTGBM_GRID]
+    previous = in_subprocess("lightgbm", LIGHTGBM_PREVIOUS, warehouse, reuse=reuse)
+    grid = [in_subprocess("lightgbm", config, warehouse, reuse=reuse) for config in LIGHTGBM_GRID]
     chosen = max(grid, key=lambda r: r["valid_ndcg@10"])
     lightgbm_params = dict(chosen["params"])
 
@@ -445,10 +481,16 @@ def _seconds(r: dict[str, Any]) -> str:
 def _row(label: str, r: dict[str, Any], tasks: list[str]) -> str:
     return (
         f"| {label} | {r['train_rows']:,} | {r['iterations']} | {_seconds(r)} | "
-        f"{r['fit_cpu_seconds']} | {r['peak_rss_mib']} | "
+        f"{r['fit_cpu_seconds']} | {_load(r)} | {r['peak_rss_mib']} | "
         + " | ".join(f"{r['ndcg@10'][t]:.4f}" for t in tasks)
         + f" | {r['ndcg@10_all']:.4f} |"
     )
+
+
+def _load(r: dict[str, Any]) -> str:
+    """1-minute load average before and after the run (2 cores: above 2 means other work)."""
+    runs = r.get("loadavg_runs") or [[r["loadavg_before"], r["loadavg_after"]]]
+    return ", ".join(f"{a}-{b}" for a, b in runs)
 
 
 def _lightgbm_label(params: dict[str, Any]) -> str:
@@ -463,10 +505,10 @@ def write_markdown(report: dict[str, Any]) -> None:
     tasks = sorted(lightgbm["ndcg@10"])
     headline = report["headline"]
     header = [
-        "| model | train rows | trees | fit (s) | fit CPU (s) | peak RSS (MiB) | "
+        "| model | train rows | trees | fit (s) | fit CPU (s) | load | peak RSS (MiB) | "
         + " | ".join(tasks)
         + " | all |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | "
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | "
         + " | ".join("---:" for _ in tasks)
         + " | ---: |",
     ]
@@ -507,10 +549,10 @@ def write_markdown(report: dict[str, Any]) -> None:
         "splits), early stopping 50 rounds on valid NDCG@10. The peer is the grid configuration "
         "with the best VALID NDCG@10.",
         "",
-        "| configuration | train rows | trees | fit (s) | fit CPU (s) | valid NDCG@10 | "
+        "| configuration | train rows | trees | fit (s) | fit CPU (s) | load | valid NDCG@10 | "
         + " | ".join(tasks)
         + " | all |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | "
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | "
         + " | ".join("---:" for _ in tasks)
         + " | ---: |",
     ]
@@ -518,7 +560,7 @@ def write_markdown(report: dict[str, Any]) -> None:
     def lgb_row(label: str, r: dict[str, Any]) -> str:
         return (
             f"| {label} | {r['train_rows']:,} | {r['iterations']} | {_seconds(r)} | "
-            f"{r['fit_cpu_seconds']} | {r['valid_ndcg@10']:.4f} | "
+            f"{r['fit_cpu_seconds']} | {_load(r)} | {r['valid_ndcg@10']:.4f} | "
             + " | ".join(f"{r['ndcg@10'][t]:.4f}" for t in tasks)
             + f" | {r['ndcg@10_all']:.4f} |"
         )
