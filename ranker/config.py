@@ -156,6 +156,8 @@ class Settings:
     registry: Registry
     vars: dict[str, Any]
     var_overrides: dict[str, Any]
+    # The dbt target (profiles.yml) the warehouse lives in; None = the profile's default.
+    target: str | None = None
 
 
 def _require(mapping: Mapping[str, Any], key: str, where: str) -> Any:
@@ -381,12 +383,14 @@ def load_settings(
     duckdb_path: Path | str | None = None,
     artifacts_dir: Path | str | None = None,
     reports_dir: Path | str | None = None,
+    target: str | None = None,
 ) -> Settings:
     """Read dbt_project.yml under ``project_dir``, apply overrides, validate, locate the outputs.
 
     The warehouse path follows profiles.yml: ``UNIRANK_DUCKDB_PATH`` or warehouse/unirank.duckdb.
     Models go to ``artifacts/`` (``UNIRANK_ARTIFACTS_DIR``), reports to ``reports/``
-    (``UNIRANK_REPORTS_DIR``); relative paths are relative to the project folder.
+    (``UNIRANK_REPORTS_DIR``); relative paths are relative to the project folder. ``target``
+    names the profiles.yml target (``UNIRANK_TARGET``, as dbt reads it; default duckdb).
     """
     project = Path(project_dir).resolve()
     overrides = dict(var_overrides or {})
@@ -407,6 +411,7 @@ def load_settings(
         registry=registry,
         vars=variables,
         var_overrides=overrides,
+        target=target or os.environ.get("UNIRANK_TARGET") or None,
     )
 
 
