@@ -35,7 +35,7 @@ from ranker import artifacts
 from ranker.config import Settings
 from ranker.dataset import DatasetError
 from ranker.serve import CURRENT_LINK, cache_dir, fallback_key_kind
-from ranker.warehouse import connect, relation_exists
+from ranker.warehouse import connect, engine, relation_exists
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +76,11 @@ def score_candidates(
     on_progress: ScoreProgress | None = None,
 ) -> ScoreResult:
     """Score every serving candidate with the current model and publish a new cache generation."""
+    if engine(settings) == "spark":
+        raise ScoringError(
+            "the settings' target is a Spark target: score it with "
+            "ranker.score_spark.score_candidates_spark (`unirank-cli score --target spark`)"
+        )
     started = time.perf_counter()
     model_version = artifacts.current_version(artifacts.models_dir(settings.artifacts_dir))
     model = load_model(model_version)
