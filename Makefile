@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint bench clean
+.PHONY: demo test test-fast lint bench quality clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,11 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[dev,spark,bench]'
 	$(BIN)/python benchmarks/dbt_build.py
+
+# Unified vs per-canvas models on demo, MovieLens and Diginetica (../shared/data): ~20 min.
+quality: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python benchmarks/quality.py
 
 clean:
 	rm -rf target logs warehouse data/generated* artifacts reports .pytest_cache

@@ -1,12 +1,22 @@
-"""Serving benchmark: batch scoring throughput vs CatBoost's raw predict, and lookup latency.
+"""Serving benchmark: batch scoring throughput vs CatBoost's raw predict, memory, and lookups.
 
-Reproduce: `.venv/bin/python benchmarks/serve.py` (about 15 minutes on 2 cores). It generates
-10M impression rows (seed 7), builds with a candidate cap that yields about 10M serving candidate
-rows, trains a small unified model, then:
+Reproduce: `.venv/bin/python benchmarks/serve.py` (about an hour on 2 busy cores; `--reuse`
+skips the data and the model when benchmarks/work/serve exists). It generates 10M impression
+rows (the generator's default seed), builds them with a candidate cap that yields about 10M
+serving candidate rows, trains the model with the project's default training settings
+(`unirank-cli train --no-compare --no-reports --threads 2`, nothing else overridden) on a 1M
+impression set from the same generator (and, for the tree-count sweep only, a 1200-tree model
+without early stopping), then:
 
-- scoring: `unirank-cli score` end to end (read candidates, predict, top-K, fallbacks, write,
-  publish) vs `model.predict` alone on the same rows, same batch size and threads, data already
-  in memory; peak RSS of scoring at two candidate counts (batch size fixed) shows the bound;
+- scoring: `unirank-cli score` end to end (process start, read candidates, predict, top-K,
+  fallbacks, write, publish) as a CLI process, `RUNS` times, vs CatBoost's `Pool` + `predict`
+  alone on the same rows, model, batch size and threads with the data already in memory (the
+  faster of two input forms is the baseline), `RUNS` times; wall and CPU seconds of both, as
+  other jobs share the 2 cores; the per-stage profile of one in-process run; the same
+  comparison by tree count (the default model cut to fewer trees; a 1200-tree model trained
+  without early stopping, for its predict cost only, cut to 300-1200); peak RSS at four candidate
+  counts (1/4, 1/2, all, and every context twice; batch size and memory limit fixed);
+- `--before REF` also runs and profiles the scoring code of git REF on the same data and model;
 - lookups: 10,000 random `ranker.serve.recommend` calls for cached contexts and 10,000 for unseen
   ones (fallback), in-process, p50/p99.
 
@@ -19,8 +29,10 @@ import json
 import os
 import random
 import shutil
+import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -32,11 +44,73 @@ RESULTS = ROOT / "benchmarks" / "results"
 BIN = Path(sys.executable).parent
 THREADS = 2
 BATCH = 250_000
+MEMORY_LIMIT = "512MB"
+RUNS = 3
+ROWS, CAP, TRAIN_ROWS = 10_000_000, 215, 1_000_000
+
+# benchmarks/measure.py plus the child's CPU seconds (user + system, all its threads): with
+# other jobs on the 2 cores, wall time depends on their load, CPU time much less.
+MEASURE_SCRIPT = """
+import json, resource, subprocess, sys, time
+started = time.perf_counter()
+completed = subprocess.run(sys.argv[1:], check=False, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, text=True)
+wall = time.perf_counter() - started
+usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(json.dumps({"returncode": completed.returncode, "wall_seconds": round(wall, 2),
+                  "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 2),
+                  "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
+                  "stderr_tail": completed.stderr[-2000:] if completed.returncode else ""}))
+"""
+
+# One in-process scoring run: its stage timings (wall and CPU).
+STAGES_SCRIPT = """
+import json, sys
+from ranker.config import load_settings
+from ranker.score import score_candidates
+settings = load_settings(sys.argv[1])
+result = score_candidates(settings, batch_rows=int(sys.argv[2]), threads=int(sys.argv[3]),
+                          memory_limit=sys.argv[4])
+print(json.dumps({"seconds": round(result.seconds, 3),
+                  "stages": {k: round(v, 3) for k, v in result.stage_seconds.items()},
+                  "cpu": {k: round(v, 3) for k, v in result.stage_cpu_seconds.items()}}))
+"""
+
+# The same for older scoring code (before stage timings were returned): its own log lines.
+BEFORE_SCRIPT = """
+import json, logging, sys
+records = []
+class Keep(logging.Handler):
+    def emit(self, record):
+        records.append(record.getMessage())
+logging.getLogger("ranker.score").addHandler(Keep())
+logging.getLogger("ranker.score").setLevel(logging.INFO)
+from ranker.config import load_settings
+from ranker.score import score_candidates
+settings = load_settings(sys.argv[1])
+result = score_candidates(settings, batch_rows=int(sys.argv[2]), threads=int(sys.argv[3]))
+print(json.dumps({"seconds": round(result.seconds, 3),
+                  "predict_seconds": round(result.predict_seconds, 3), "log": records}))
+"""
 
 
-def _cli(*args: str, env: dict[str, str]) -> dict[str, Any]:
+def _env() -> dict[str, str]:
+    return dict(
+        os.environ,
+        UNIRANK_DUCKDB_PATH=str(WORK / "warehouse" / "bench.duckdb"),
+        UNIRANK_ARTIFACTS_DIR=str(WORK / "artifacts"),
+        UNIRANK_REPORTS_DIR=str(WORK / "reports"),
+    )
+
+
+def _load_average() -> float:
+    return round(os.getloadavg()[0], 1)
+
+
+def _measured(command: list[str], env: dict[str, str]) -> dict[str, Any]:
+    load = _load_average()
     completed = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "measure.py"), str(BIN / "unirank-cli"), *args],
+        [sys.executable, "-c", MEASURE_SCRIPT, *command],
         cwd=ROOT,
         env=env,
         check=True,
@@ -45,28 +119,16 @@ def _cli(*args: str, env: dict[str, str]) -> dict[str, Any]:
     )
     result: dict[str, Any] = json.loads(completed.stdout.strip().splitlines()[-1])
     if result["returncode"] != 0:
-        raise RuntimeError(f"unirank-cli {args[0]} failed:\n{result['stderr_tail']}")
-    return result
+        raise RuntimeError(f"{command} failed:\n{result['stderr_tail']}")
+    return result | {"load_average": load}
 
 
-def prepare(rows: int, cap: int) -> dict[str, str]:
-    if WORK.exists():
-        shutil.rmtree(WORK)
-    WORK.mkdir(parents=True)
-    env = dict(
-        os.environ,
-        UNIRANK_DUCKDB_PATH=str(WORK / "warehouse" / "bench.duckdb"),
-        UNIRANK_ARTIFACTS_DIR=str(WORK / "artifacts"),
-        UNIRANK_REPORTS_DIR=str(WORK / "reports"),
-    )
-    subprocess.run(
-        [str(BIN / "unirank-cli"), "generate", "--rows", str(rows), "--out", str(WORK / "logs")],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        capture_output=True,
-    )
-    serving = json.dumps(
+def _cli(*args: str, env: dict[str, str]) -> dict[str, Any]:
+    return _measured([str(BIN / "unirank-cli"), *args], env)
+
+
+def _serving_vars(cap: int) -> str:
+    return json.dumps(
         {
             "serving": {
                 "as_of": None,
@@ -76,35 +138,42 @@ def prepare(rows: int, cap: int) -> dict[str, str]:
             }
         }
     )
-    _cli("build", "--logs", str(WORK / "logs"), "--vars", serving, env=env)
+
+
+def prepare() -> dict[str, str]:
+    if WORK.exists():
+        shutil.rmtree(WORK)
+    WORK.mkdir(parents=True)
+    env = _env()
+    for name, rows in (("logs", ROWS), ("train-logs", TRAIN_ROWS)):
+        subprocess.run(
+            [str(BIN / "unirank-cli"), "generate", "--rows", str(rows), "--out", str(WORK / name)],
+            cwd=ROOT,
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+    _cli("build", "--logs", str(WORK / "logs"), "--vars", _serving_vars(CAP), env=env)
+    # The model: project defaults, trained on its own smaller warehouse from the same generator.
+    train_env = dict(env, UNIRANK_DUCKDB_PATH=str(WORK / "train-warehouse" / "train.duckdb"))
+    _cli("build", "--logs", str(WORK / "train-logs"), env=train_env)
+    _cli("train", "--no-compare", "--no-reports", "--threads", str(THREADS), env=train_env)
+    # For the tree-count sweep only: 1200 trees, no early stopping, fewer negatives (faster).
+    cost_env = dict(train_env, UNIRANK_ARTIFACTS_DIR=str(WORK / "cost-artifacts"))
     _cli(
         "train",
-        "--iterations",
-        "100",
-        "--learning-rate",
-        "0.1",
-        "--max-negatives",
-        "10",
-        "--no-compare",
-        "--no-reports",
-        "--threads",
-        str(THREADS),
-        env=env,
+        *("--no-compare", "--no-reports", "--threads", str(THREADS), "--iterations", "1200"),
+        *("--early-stopping-rounds", "100000", "--max-negatives", "5"),
+        env=cost_env,
     )
     return env
 
 
-def reuse(cap: int) -> dict[str, str]:
-    """Reuse a prepared warehouse and model: restore the full candidate table, rebuild the
-    fallbacks (cheap), keep the trained model."""
+def reuse() -> dict[str, str]:
+    """Reuse a prepared warehouse and model: restore the full candidate table."""
     import duckdb
 
-    env = dict(
-        os.environ,
-        UNIRANK_DUCKDB_PATH=str(WORK / "warehouse" / "bench.duckdb"),
-        UNIRANK_ARTIFACTS_DIR=str(WORK / "artifacts"),
-        UNIRANK_REPORTS_DIR=str(WORK / "reports"),
-    )
+    env = _env()
     with duckdb.connect(env["UNIRANK_DUCKDB_PATH"]) as con:
         tables = {
             r[0] for r in con.execute("select table_name from information_schema.tables").fetchall()
@@ -114,58 +183,248 @@ def reuse(cap: int) -> dict[str, str]:
                 "create or replace table serving_candidates as select * from serving_candidates_all"
             )
             con.execute("drop table serving_candidates_all")
-    serving = json.dumps(
-        {
-            "serving": {
-                "as_of": None,
-                "lookback_days": 28,
-                "candidates_per_context": cap,
-                "items_per_source": cap,
-            },
-            "demo_source": "parquet",
-            "demo_path": str(WORK / "logs"),
-        }
-    )
-    _cli("build", "--select", "serving_fallbacks", "--vars", serving, env=env)
     return env
 
 
-def raw_predict(env: dict[str, str]) -> dict[str, Any]:
-    """CatBoost's own predict on the same rows, batch size and threads, data already in memory
-    as pandas frames (strings as categoricals, as scoring reads them): Pool + predict."""
-    from catboost import Pool
-
+def _model(env: dict[str, str]) -> tuple[Any, Any]:
     from ranker import artifacts
-    from ranker.config import load_settings
     from ranker.score import load_model
-    from ranker.warehouse import connect
 
-    settings = load_settings(
-        ROOT, duckdb_path=env["UNIRANK_DUCKDB_PATH"], artifacts_dir=env["UNIRANK_ARTIFACTS_DIR"]
-    )
-    version = artifacts.current_version(artifacts.models_dir(settings.artifacts_dir))
-    model = load_model(version)
-    features = version.metadata["features"]
+    version = artifacts.current_version(artifacts.models_dir(Path(env["UNIRANK_ARTIFACTS_DIR"])))
+    return version, load_model(version)
+
+
+def _frames(env: dict[str, str], version: Any) -> dict[str, list[Any]]:
+    """The candidates in memory, in scoring's batches, in two forms CatBoost takes: pandas as
+    DuckDB gives it (int64/float64, strings as categoricals) and what scoring feeds it
+    (float32, categoricals)."""
+    import duckdb
+
+    features = list(version.metadata["features"])
     categorical = set(version.metadata["categorical_features"])
-    with connect(settings.duckdb_path) as con:
+    with duckdb.connect(env["UNIRANK_DUCKDB_PATH"], read_only=True) as con:
         table = con.sql(
             "select " + ", ".join(f'"{f}"' for f in features) + " from serving_candidates"
         ).to_arrow_table()
-    cat_indices = [i for i, f in enumerate(features) if f in categorical]
-    frames = [
-        table.slice(i, BATCH).to_pandas(strings_to_categorical=True)
-        for i in range(0, table.num_rows, BATCH)
-    ]
-    started = time.perf_counter()
-    for frame in frames:
-        model.predict(Pool(frame, cat_features=cat_indices), thread_count=THREADS)
-    seconds = time.perf_counter() - started
+    native, scoring = [], []
+    for start in range(0, table.num_rows, BATCH):
+        frame = table.slice(start, BATCH).to_pandas(strings_to_categorical=True)
+        native.append(frame)
+        scoring.append(frame.astype({f: "float32" for f in features if f not in categorical}))
     return {
-        "rows": table.num_rows,
-        "seconds": round(seconds, 2),
-        "rows_per_second": round(table.num_rows / seconds),
-        "trees": int(model.tree_count_),
+        "pandas as read (int64/float64, categoricals)": native,
+        "float32 + categoricals": scoring,
     }
+
+
+def raw_predict(
+    model: Any, version: Any, forms: dict[str, list[Any]], runs: int = RUNS
+) -> dict[str, Any]:
+    """CatBoost alone: Pool + predict per batch, data in memory, THREADS threads; the median of
+    `runs` passes for each input form; the baseline is the faster form."""
+    from catboost import Pool
+
+    features = list(version.metadata["features"])
+    categorical = set(version.metadata["categorical_features"])
+    cat_indices = [i for i, f in enumerate(features) if f in categorical]
+    rows = sum(len(f) for f in next(iter(forms.values())))
+    by_form: dict[str, Any] = {}
+    for name, frames in forms.items():
+        seconds, cpu = [], []
+        for _ in range(runs):
+            started, cpu_started = time.perf_counter(), time.process_time()
+            for frame in frames:
+                model.predict(
+                    Pool(frame, cat_features=cat_indices, thread_count=THREADS),
+                    thread_count=THREADS,
+                )
+            seconds.append(time.perf_counter() - started)
+            cpu.append(time.process_time() - cpu_started)
+        by_form[name] = {
+            "seconds": [round(s, 2) for s in seconds],
+            "median": round(statistics.median(seconds), 2),
+            "cpu_seconds": [round(c, 2) for c in cpu],
+            "median_cpu": round(statistics.median(cpu), 2),
+        }
+    best = min(by_form, key=lambda n: by_form[n]["median"])
+    return {
+        "rows": rows,
+        "trees": int(model.tree_count_),
+        "forms": by_form,
+        "baseline_form": best,
+        "seconds": by_form[best]["median"],
+        "cpu_seconds": by_form[best]["median_cpu"],
+        "rows_per_second": round(rows / by_form[best]["median"]),
+    }
+
+
+def stage_profile(
+    env: dict[str, str], pythonpath: str | None = None, script: str = STAGES_SCRIPT
+) -> dict[str, Any]:
+    """One in-process run (`python -c`, so the working directory comes first on the path: it
+    is the older code's folder for that)."""
+    run_env = dict(env, PYTHONPATH=pythonpath) if pythonpath else env
+    args = [str(ROOT), str(BATCH), str(THREADS)]
+    if script is STAGES_SCRIPT:
+        args.append(MEMORY_LIMIT)
+    completed = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        cwd=pythonpath or ROOT,
+        env=run_env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    result: dict[str, Any] = json.loads(completed.stdout.strip().splitlines()[-1])
+    return result
+
+
+def score_runs(
+    env: dict[str, str], runs: int = RUNS, pythonpath: str | None = None
+) -> dict[str, Any]:
+    """`unirank-cli score` as a process, `runs` times (older code via PYTHONPATH: its CLI has
+    no --memory-limit)."""
+    run_env = dict(env, PYTHONPATH=pythonpath) if pythonpath else env
+    args = ["score", "--batch-rows", str(BATCH), "--threads", str(THREADS)]
+    if pythonpath is None:
+        args += ["--memory-limit", MEMORY_LIMIT]
+    measured = [_cli(*args, env=run_env) for _ in range(runs)]
+    return {
+        "seconds": [m["wall_seconds"] for m in measured],
+        "median_seconds": statistics.median(m["wall_seconds"] for m in measured),
+        "cpu_seconds": [m["cpu_seconds"] for m in measured],
+        "median_cpu_seconds": statistics.median(m["cpu_seconds"] for m in measured),
+        "peak_rss_mib": [m["peak_rss_mib"] for m in measured],
+        "load_average": [m["load_average"] for m in measured],
+    }
+
+
+def _cache_info(env: dict[str, str]) -> tuple[int, int, int]:
+    import duckdb
+
+    current = Path(env["UNIRANK_DUCKDB_PATH"]).parent / "cache" / "current.duckdb"
+    with duckdb.connect(str(current), read_only=True) as con:
+        row = con.execute("select candidate_rows, cache_rows, contexts from cache_info").fetchall()
+    return int(row[0][0]), int(row[0][1]), int(row[0][2])
+
+
+def tree_sweep(
+    env: dict[str, str], version: Any, model: Any, forms: dict[str, list[Any]]
+) -> list[dict[str, Any]]:
+    """End to end vs raw predict (one run each) by tree count: the default model cut to its
+    first N trees (`shrink`), and a 1200-tree model trained without early stopping (the same
+    features; only its predict cost matters here) cut to N trees."""
+    from ranker import artifacts
+    from ranker.score import load_model
+
+    variants: list[tuple[str, Any]] = []
+    for n in (25, 50, 100, 200):
+        if n < int(model.tree_count_):
+            cut = model.copy()
+            cut.shrink(n)
+            variants.append(("default model, first trees", cut))
+    variants.append(("default model", model))
+    cost_models = WORK / "cost-artifacts"
+    if cost_models.exists():
+        cost = load_model(artifacts.current_version(artifacts.models_dir(cost_models)))
+        for n in (300, 600, 900, 1200):
+            if n <= int(cost.tree_count_):
+                cut = cost.copy()
+                cut.shrink(n)
+                variants.append(("1200-tree model, first trees", cut))
+    rows = []
+    for label, variant in variants:
+        artifacts_dir = Path(tempfile.mkdtemp(prefix="trees-", dir=WORK))
+        models = artifacts_dir / "models"
+        shutil.copytree(version.path, models / version.version)
+        variant.save_model(str(models / version.version / "model.cbm"))
+        (models / "CURRENT").write_text(version.version + "\n")
+        raw = raw_predict(variant, version, forms, runs=1)
+        scored = score_runs(dict(env, UNIRANK_ARTIFACTS_DIR=str(artifacts_dir)), runs=1)
+        rows.append(
+            {
+                "model": label,
+                "trees": int(variant.tree_count_),
+                "raw_seconds": raw["seconds"],
+                "end_to_end_seconds": scored["median_seconds"],
+                "share_of_raw": round(raw["seconds"] / scored["median_seconds"], 3),
+                "raw_cpu_seconds": raw["cpu_seconds"],
+                "end_to_end_cpu_seconds": scored["median_cpu_seconds"],
+                "cpu_share_of_raw": round(raw["cpu_seconds"] / scored["median_cpu_seconds"], 3),
+                "load_average": scored["load_average"][0],
+            }
+        )
+        shutil.rmtree(artifacts_dir)
+    return rows
+
+
+def before(env: dict[str, str], ref: str) -> dict[str, Any]:
+    """The scoring code of git `ref` (its ranker/ and cli/ first on the path), same data, model,
+    batch size and threads."""
+    old = Path(tempfile.mkdtemp(prefix="before-"))
+    try:
+        archive = subprocess.run(
+            ["git", "archive", ref, "ranker", "cli"], cwd=ROOT, check=True, capture_output=True
+        )
+        subprocess.run(["tar", "-x", "-C", str(old)], input=archive.stdout, check=True)
+        run = score_runs(env, runs=1, pythonpath=str(old))
+        return {
+            "ref": ref,
+            "seconds": run["median_seconds"],
+            "cpu_seconds": run["median_cpu_seconds"],
+            "peak_rss_mib": run["peak_rss_mib"][0],
+            "load_average": run["load_average"][0],
+            "profile": stage_profile(env, pythonpath=str(old), script=BEFORE_SCRIPT),
+        }
+    finally:
+        shutil.rmtree(old)
+
+
+def memory_runs(env: dict[str, str]) -> list[dict[str, Any]]:
+    """Scoring on 1/4 and 1/2 of the contexts (whole contexts removed) and on twice as many
+    (each context again under another key); batch size and memory limit fixed."""
+    import duckdb
+
+    with duckdb.connect(env["UNIRANK_DUCKDB_PATH"]) as con:
+        con.execute("create table serving_candidates_all as select * from serving_candidates")
+    runs = []
+    for subset in ("hash(request_id) % 4 = 0", "hash(request_id) % 2 = 0", "doubled"):
+        with duckdb.connect(env["UNIRANK_DUCKDB_PATH"]) as con:
+            if subset == "doubled":  # every context a second time under another key
+                columns = [
+                    r[0]
+                    for r in con.execute(
+                        "select column_name from information_schema.columns "
+                        "where table_name = 'serving_candidates_all' order by ordinal_position"
+                    ).fetchall()
+                ]
+                renamed = ", ".join(
+                    f"{c} || '~2' as {c}" if c in ("request_id", "context_key") else c
+                    for c in columns
+                )
+                con.execute(
+                    "create or replace table serving_candidates as select * from "
+                    f"serving_candidates_all union all select {renamed} from serving_candidates_all"
+                )
+            else:
+                con.execute(
+                    "create or replace table serving_candidates as select * from "
+                    f"serving_candidates_all where {subset}"
+                )
+            rows = con.execute("select count(*) from serving_candidates").fetchall()[0][0]
+        run = score_runs(env, runs=1)
+        _, cache_rows, contexts = _cache_info(env)
+        runs.append(
+            {
+                "candidate_rows": rows,
+                "contexts": contexts,
+                "cache_rows": cache_rows,
+                "seconds": run["median_seconds"],
+                "cpu_seconds": run["median_cpu_seconds"],
+                "peak_rss_mib": run["peak_rss_mib"][0],
+            }
+        )
+    return runs
 
 
 def lookups(env: dict[str, str], n: int = 10_000) -> dict[str, Any]:
@@ -190,100 +449,183 @@ def lookups(env: dict[str, str], n: int = 10_000) -> dict[str, Any]:
     recommend(*cached[0], settings=settings)  # open the cache once
     results: dict[str, Any] = {}
     for name, calls in (("cached", cached), ("fallback", unseen)):
-        timings = np.empty(len(calls))
+        timings, cpu = np.empty(len(calls)), np.empty(len(calls))
         for i, (task, key) in enumerate(calls):
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             recommend(task, key, settings=settings)
             timings[i] = time.perf_counter() - started
+            cpu[i] = time.process_time() - cpu_started
         results[name] = {
             "lookups": len(calls),
             "p50_ms": round(float(np.percentile(timings, 50)) * 1000, 3),
             "p99_ms": round(float(np.percentile(timings, 99)) * 1000, 3),
             "max_ms": round(float(timings.max()) * 1000, 3),
+            "cpu_p50_ms": round(float(np.percentile(cpu, 50)) * 1000, 3),
+            "cpu_p99_ms": round(float(np.percentile(cpu, 99)) * 1000, 3),
         }
     return results
 
 
 def main() -> None:
-    rows, cap = 10_000_000, 170
-    env = (
-        reuse(cap)
-        if "--reuse" in sys.argv and (WORK / "warehouse" / "bench.duckdb").exists()
-        else prepare(rows, cap)
-    )
-    score = _cli("score", "--batch-rows", str(BATCH), "--threads", str(THREADS), env=env)
-    import duckdb
+    prepared = (WORK / "warehouse" / "bench.duckdb").exists()
+    env = reuse() if "--reuse" in sys.argv and prepared else prepare()
+    before_ref = sys.argv[sys.argv.index("--before") + 1] if "--before" in sys.argv else None
+    version, model = _model(env)
+    load_at_start = _load_average()
 
-    with duckdb.connect(
-        str(Path(env["UNIRANK_DUCKDB_PATH"]).parent / "cache" / "current.duckdb"), read_only=True
-    ) as con:
-        candidate_rows, cache_rows, contexts = con.execute(
-            "select candidate_rows, cache_rows, contexts from cache_info"
-        ).fetchall()[0]
-    raw = raw_predict(env)
-    end_to_end = candidate_rows / score["wall_seconds"]
-    # Memory bound: the same scoring with a quarter of the candidates (batch size fixed).
-    with duckdb.connect(env["UNIRANK_DUCKDB_PATH"]) as con:
-        con.execute("create table serving_candidates_all as select * from serving_candidates")
-        con.execute("delete from serving_candidates where hash(request_id) % 4 <> 0")
-    small = _cli("score", "--batch-rows", str(BATCH), "--threads", str(THREADS), env=env)
-    with duckdb.connect(env["UNIRANK_DUCKDB_PATH"]) as con:
-        small_rows = con.execute("select count(*) from serving_candidates").fetchall()[0][0]
+    scoring = score_runs(env)
+    candidate_rows, cache_rows, contexts = _cache_info(env)
+    profile = stage_profile(env)
+    forms = _frames(env, version)
+    raw = raw_predict(model, version, forms)
+    old = before(env, before_ref) if before_ref else None
+    sweep = tree_sweep(env, version, model, forms)
+    del forms
+    smaller = memory_runs(env)
+    reuse()
+    score_runs(env, runs=1)  # the full cache again, for the lookups
     latency = lookups(env)
+
+    end_to_end = candidate_rows / scoring["median_seconds"]
     report = {
         "benchmark": "batch scoring and lookups",
         "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "threads": THREADS,
-        "impression_rows": rows,
-        "candidates_per_context": cap,
+        "load_average": {"start": load_at_start, "end": _load_average()},
+        "impression_rows": ROWS,
+        "candidates_per_context": CAP,
+        "model": {
+            "version": version.version,
+            "trees": int(model.tree_count_),
+            "trained_on_impressions": TRAIN_ROWS,
+            "params": version.metadata.get("params"),
+        },
         "scoring": {
             "candidate_rows": candidate_rows,
             "contexts": contexts,
             "cache_rows": cache_rows,
-            "end_to_end_seconds": score["wall_seconds"],
+            "batch_rows": BATCH,
+            "memory_limit": MEMORY_LIMIT,
+            "end_to_end": scoring,
             "end_to_end_rows_per_second": round(end_to_end),
             "raw_predict": raw,
             "end_to_end_share_of_raw": round(end_to_end / raw["rows_per_second"], 3),
-            "peak_rss_mib": score["peak_rss_mib"],
-            "batch_rows": BATCH,
-            "smaller_run": {
-                "candidate_rows": small_rows,
-                "seconds": small["wall_seconds"],
-                "peak_rss_mib": small["peak_rss_mib"],
-            },
+            "end_to_end_cpu_share_of_raw": round(
+                raw["cpu_seconds"] / scoring["median_cpu_seconds"], 3
+            ),
+            "stage_profile": profile,
+            "before": old,
+            "trees_sweep": sweep,
+            "smaller_runs": smaller,  # and one larger
         },
         "lookups": latency,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "serve.json").write_text(json.dumps(report, indent=2) + "\n")
+    (RESULTS / "serve.md").write_text(markdown(report))
+    print(json.dumps(report, indent=2))
+
+
+def markdown(report: dict[str, Any]) -> str:
     s = report["scoring"]
+    raw, e2e = s["raw_predict"], s["end_to_end"]
     md = [
         "# Serving benchmark",
         "",
-        f"Measured {report['measured_at']}, {THREADS} threads, demo generator at {rows:,} impression rows, "
-        f"{cap} candidates per context. Reproduce: `.venv/bin/python benchmarks/serve.py`.",
+        f"Measured {report['measured_at']}, {report['threads']} threads, demo generator at "
+        f"{report['impression_rows']:,} impression rows, {report['candidates_per_context']} "
+        "candidates per context. The 2 cores were shared with other jobs (load average "
+        f"{report['load_average']['start']} at the start, {report['load_average']['end']} at the "
+        "end), so wall times are noisy: every row says how many runs it is and their spread, and "
+        "CPU seconds (all threads), which depend much less on the load, are given beside them. "
+        "Reproduce: `.venv/bin/python benchmarks/serve.py` (`--reuse` keeps the data and the "
+        "model, `--before REF` adds the scoring code of git REF).",
+        "",
+        f"Model: `unirank-cli train` with the project's default training settings, trained on "
+        f"{report['model']['trained_on_impressions']:,} impressions of the same generator: "
+        f"**{report['model']['trees']} trees**.",
         "",
         "## Batch scoring",
         "",
-        "| | rows | seconds | rows/s | peak RSS (MiB) |",
-        "| --- | ---: | ---: | ---: | ---: |",
-        f"| `unirank-cli score` end to end (read, predict, top-K, fallbacks, write, publish) | {s['candidate_rows']:,} | {s['end_to_end_seconds']} | {s['end_to_end_rows_per_second']:,} | {s['peak_rss_mib']} |",
-        f"| CatBoost alone (`Pool` + `predict`, data in memory as pandas, {raw['trees']} trees), same batches and threads | {raw['rows']:,} | {raw['seconds']} | {raw['rows_per_second']:,} | - |",
-        f"| `unirank-cli score` on a quarter of the candidates | {s['smaller_run']['candidate_rows']:,} | {s['smaller_run']['seconds']} | - | {s['smaller_run']['peak_rss_mib']} |",
+        "| | rows | wall seconds (median, runs) | rows/s | CPU seconds | peak RSS (MiB) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        f"| `unirank-cli score` end to end (process start, read, predict, top-K, fallbacks, "
+        f"write, publish) | {s['candidate_rows']:,} | {e2e['median_seconds']} "
+        f"({', '.join(map(str, e2e['seconds']))}) | {s['end_to_end_rows_per_second']:,} | "
+        f"{e2e['median_cpu_seconds']} | {max(e2e['peak_rss_mib'])} |",
+        f"| CatBoost alone (`Pool` + `predict`, data in memory as {raw['baseline_form']}, "
+        f"{raw['trees']} trees), same batches and threads | {raw['rows']:,} | {raw['seconds']} "
+        f"({', '.join(map(str, raw['forms'][raw['baseline_form']]['seconds']))}) | "
+        f"{raw['rows_per_second']:,} | {raw['cpu_seconds']} | - |",
+    ]
+    for run in s["smaller_runs"]:
+        md.append(
+            f"| `unirank-cli score` on {run['contexts']:,} contexts (memory check, one run) | "
+            f"{run['candidate_rows']:,} | {run['seconds']} | - | {run['cpu_seconds']} | "
+            f"{run['peak_rss_mib']} |"
+        )
+    md += [
         "",
-        f"End-to-end throughput is {s['end_to_end_share_of_raw']:.0%} of raw predict throughput (target: at least 70%). "
-        f"{s['contexts']:,} contexts, {s['cache_rows']:,} cache rows.",
+        f"End-to-end throughput is **{s['end_to_end_share_of_raw']:.0%} of raw predict "
+        f"throughput** (wall medians; target: at least 70%); by CPU seconds "
+        f"{s['end_to_end_cpu_share_of_raw']:.0%}. {s['contexts']:,} contexts, "
+        f"{s['cache_rows']:,} cache rows; batch {s['batch_rows']:,} rows, DuckDB memory limit "
+        f"{s['memory_limit']}. Raw predict by input form (wall seconds per pass): "
+        + "; ".join(f"{name}: {v['seconds']}" for name, v in raw["forms"].items())
+        + ".",
+        "",
+        "### Where the time goes (one in-process run)",
+        "",
+        "| stage | wall seconds | CPU seconds (process, all threads) |",
+        "| --- | ---: | ---: |",
+    ]
+    for stage, seconds in s["stage_profile"]["stages"].items():
+        md.append(f"| {stage} | {seconds} | {s['stage_profile']['cpu'].get(stage, '-')} |")
+    md.append(f"| total in-process (no interpreter start) | {s['stage_profile']['seconds']} | - |")
+    md += [
+        "",
+        "Background stages overlap the others: CPU seconds of overlapping stages count the "
+        "same work twice.",
+    ]
+    if s.get("before"):
+        b = s["before"]
+        md += [
+            "",
+            f"Before (scoring code of `{b['ref']}`, same data, model, batches and threads, one run, "
+            f"load {b['load_average']}): {b['seconds']} s wall, {b['cpu_seconds']} CPU seconds, "
+            f"peak RSS {b['peak_rss_mib']} MiB. Its own log of an in-process run: "
+            + "; ".join(b["profile"]["log"])
+            + f"; predict {b['profile']['predict_seconds']} s.",
+        ]
+    md += [
+        "",
+        "### Share of raw predict by tree count (one run each)",
+        "",
+        "| model | trees | raw predict wall (s) | end to end wall (s) | share (wall) | "
+        "raw CPU (s) | end to end CPU (s) | share (CPU) | load |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for row in s["trees_sweep"]:
+        md.append(
+            f"| {row['model']} | {row['trees']} | {row['raw_seconds']} | "
+            f"{row['end_to_end_seconds']} | {row['share_of_raw']:.0%} | {row['raw_cpu_seconds']} | "
+            f"{row['end_to_end_cpu_seconds']} | {row['cpu_share_of_raw']:.0%} | "
+            f"{row['load_average']} |"
+        )
+    md += [
         "",
         "## Lookups (`ranker.serve.recommend`, in-process)",
         "",
-        "| contexts | lookups | p50 (ms) | p99 (ms) | max (ms) |",
-        "| --- | ---: | ---: | ---: | ---: |",
+        "| contexts | lookups | p50 (ms) | p99 (ms) | max (ms) | CPU p50 (ms) | CPU p99 (ms) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for name, r in latency.items():
-        md.append(f"| {name} | {r['lookups']:,} | {r['p50_ms']} | {r['p99_ms']} | {r['max_ms']} |")
+    for name, r in report["lookups"].items():
+        md.append(
+            f"| {name} | {r['lookups']:,} | {r['p50_ms']} | {r['p99_ms']} | {r['max_ms']} | "
+            f"{r['cpu_p50_ms']} | {r['cpu_p99_ms']} |"
+        )
     md += ["", "Target: p99 under 5 ms for a cached context."]
-    (RESULTS / "serve.md").write_text("\n".join(md) + "\n")
-    print(json.dumps(report, indent=2))
+    return "\n".join(md) + "\n"
 
 
 if __name__ == "__main__":

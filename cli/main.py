@@ -84,6 +84,15 @@ VarsOption = Annotated[
         "the project's value, e.g. '{stratification: {strategy: equal, budget: 5000, seed: 1}}'.",
     ),
 ]
+DatasetOption = Annotated[
+    str | None,
+    typer.Option(
+        "--dataset",
+        help="Which dataset to work on: demo (bundled, default), movielens or diginetica (real "
+        "logs read from ../shared/data); the same as --vars '{dataset: NAME}'. Each dataset has "
+        "its own warehouse, models and cache.",
+    ),
+]
 
 
 @contextmanager
@@ -100,9 +109,12 @@ def _settings(
     vars_text: str | None,
     extra: dict[str, Any] | None = None,
     target: str | None = None,
+    dataset: str | None = None,
 ) -> Settings:
     overrides = parse_var_overrides(vars_text)
     overrides.update(extra or {})
+    if dataset is not None:
+        overrides["dataset"] = dataset
     return load_settings(project_dir, overrides, target=target)
 
 
@@ -184,6 +196,7 @@ def build(
     ] = None,
     target: TargetOption = None,
     vars_text: VarsOption = None,
+    dataset: DatasetOption = None,
     project_dir: ProjectDir = Path("."),
 ) -> None:
     """Run `dbt build`: labels, stratified union, features and the ranking mart, with all tests.
@@ -200,7 +213,7 @@ def build(
                     f"--logs {logs} is not a folder; create one with `unirank-cli generate --out {logs}`"
                 )
             extra = {"demo_source": "parquet", "demo_path": str(logs.resolve())}
-        settings = _settings(project_dir, vars_text, extra, target)
+        settings = _settings(project_dir, vars_text, extra, target=target, dataset=dataset)
         args = ["build"] + (["--select", select] if select else [])
         build_stage.run_dbt(settings, args)
         try:
@@ -252,6 +265,16 @@ def train(
             "--max-negatives", min=1, help="Keep at most N negatives per training request (faster)."
         ),
     ] = None,
+    yetirank_permutations: Annotated[
+        int | None,
+        typer.Option(min=1, help="YetiRank permutations per iteration (fewer = faster)."),
+    ] = None,
+    one_hot_max_size: Annotated[
+        int | None,
+        typer.Option(
+            min=1, max=255, help="One-hot categoricals with at most N values (instead of CTRs)."
+        ),
+    ] = None,
     threads: Annotated[int | None, typer.Option(help="CPU threads (-1 = all).")] = None,
     compare: Annotated[
         bool,
@@ -260,6 +283,7 @@ def train(
     reports: Annotated[bool, typer.Option(help="Write the HTML reports.")] = True,
     target: TargetOption = None,
     vars_text: VarsOption = None,
+    dataset: DatasetOption = None,
     project_dir: ProjectDir = Path("."),
 ) -> None:
     """Train one CatBoost YetiRank model for all canvases; evaluate it per canvas; publish it.
@@ -271,7 +295,7 @@ def train(
     reports/<version>/, and only then makes the new version current.
     """
     with _known_errors():
-        settings = _settings(project_dir, vars_text, target=target)
+        settings = _settings(project_dir, vars_text, target=target, dataset=dataset)
         params = train_stage.TrainParams.from_settings(
             settings,
             iterations=iterations,
@@ -280,6 +304,8 @@ def train(
             border_count=border_count,
             early_stopping_rounds=early_stopping_rounds,
             max_negatives_per_request=max_negatives,
+            yetirank_permutations=yetirank_permutations,
+            one_hot_max_size=one_hot_max_size,
             thread_count=threads,
         )
         params = dataclasses.replace(params, compare=compare)
@@ -359,19 +385,31 @@ def score(
     ] = 250_000,
     threads: Annotated[
         int,
-        typer.Option(help="CatBoost predict threads (-1 = all; on Spark: per task, -1 = 1)."),
+        typer.Option(
+            help="Threads for CatBoost predict and DuckDB (-1 = all cores; on Spark: CatBoost "
+            "threads per task, -1 = 1)."
+        ),
     ] = -1,
+    memory_limit: Annotated[
+        str,
+        typer.Option(
+            "--memory-limit",
+            help="DuckDB memory limit while scoring (it spills to disk beyond it), e.g. 512MB.",
+        ),
+    ] = score_stage.DEFAULT_MEMORY_LIMIT,
     keep: Annotated[int, typer.Option(min=1, help="Cache generations to keep on disk.")] = 3,
     samples: Annotated[
         int, typer.Option(min=0, help="Example recommendations to print per canvas.")
     ] = 0,
     target: TargetOption = None,
     vars_text: VarsOption = None,
+    dataset: DatasetOption = None,
     project_dir: ProjectDir = Path("."),
 ) -> None:
     """Score serving candidates with the current model and publish the recommendations cache.
 
-    Reads serving_candidates (run `build`), predicts in batches, keeps the top K per context (K
+    Reads serving_candidates (run `build`) in Arrow batches (Python memory bounded by
+    --batch-rows, DuckDB's by --memory-limit), predicts, keeps the top K per context (K
     per canvas in the registry), fills cold contexts from the canvas's fallback chain, and
     publishes <warehouse dir>/cache/current.duckdb atomically: readers see the previous complete
     cache until the new one is in place; a failed run leaves it untouched. With --target spark
@@ -379,7 +417,7 @@ def score(
     <schema>_cache.recommendations, switched to each new complete generation.
     """
     with _known_errors():
-        settings = _settings(project_dir, vars_text, target=target)
+        settings = _settings(project_dir, vars_text, target=target, dataset=dataset)
         if engine(settings) == "spark":
             _score_on_spark(settings, batch_rows, threads, keep, samples)
             return
@@ -397,7 +435,12 @@ def score(
                 progress.update(task, completed=done, total=total)
 
             result = score_stage.score_candidates(
-                settings, batch_rows=batch_rows, threads=threads, keep=keep, on_progress=on_progress
+                settings,
+                batch_rows=batch_rows,
+                threads=threads,
+                keep=keep,
+                on_progress=on_progress,
+                memory_limit=memory_limit,
             )
         out.print(
             f"cache {result.cache_path} -> {result.generation.name}: {result.cache_rows:,} rows for "
@@ -481,6 +524,7 @@ def recommend(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for machines.")] = False,
     vars_text: VarsOption = None,
+    dataset: DatasetOption = None,
     project_dir: ProjectDir = Path("."),
 ) -> None:
     """Look up recommendations in the cache, with the canvas's fallback chain.
@@ -490,7 +534,7 @@ def recommend(
     The output says which step answered: the cache, or a fallback for an unseen context.
     """
     with _known_errors():
-        settings = _settings(project_dir, vars_text)
+        settings = _settings(project_dir, vars_text, dataset=dataset)
         context = {
             "user_id": user,
             "source_item_id": item,
@@ -522,13 +566,14 @@ def recommend(
 @app.command()
 def registry(
     vars_text: VarsOption = None,
+    dataset: DatasetOption = None,
     project_dir: ProjectDir = Path("."),
 ) -> None:
     """Validate and show the canvas registry (dbt_project.yml vars) as unirank reads it."""
     with _known_errors():
-        settings = _settings(project_dir, vars_text)
+        settings = _settings(project_dir, vars_text, dataset=dataset)
         reg = settings.registry
-        table = Table(title="canvases")
+        table = Table(title=f"canvases of dataset {reg.dataset!r}")
         for column in ("canvas", "label model", "context columns", "required", "weight"):
             table.add_column(column)
         for canvas in reg.canvases:

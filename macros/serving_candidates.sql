@@ -4,7 +4,7 @@
       several sources keeps its first; the source item itself and, with `exclude_engaged`, items
       the user already engaged with are dropped; at most vars.serving.candidates_per_context. -#}
   {%- set registry = unirank_registry() -%}
-  {%- set cap = var('serving', {}).get('candidates_per_context', 100) -%}
+  {%- set cap = registry_var('serving', {}).get('candidates_per_context', 100) -%}
   {%- set source_keys = {
       'popular_in_canvas': 'serving_contexts.task_type',
       'popular_in_category': "case when serving_contexts.category <> " ~ sentinel_of('category') ~ " then serving_contexts.category else source_items.category end",

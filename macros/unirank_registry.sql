@@ -1,10 +1,11 @@
 {% macro unirank_registry() %}
-  {#- Read and validate the registry in dbt_project.yml vars; return it as a dict.
+  {#- Read and validate the registry in dbt_project.yml vars, as the selected dataset sees it
+      (registry_var); return it as a dict.
       Every problem fails compilation with a message naming the entry and the fix. -#}
-  {%- set columns = var('context_columns', []) -%}
-  {%- set canvases = var('canvases', []) -%}
-  {%- set strat = var('stratification', {}) -%}
-  {%- set split = var('split', {}) -%}
+  {%- set columns = registry_var('context_columns', []) -%}
+  {%- set canvases = registry_var('canvases', []) -%}
+  {%- set strat = registry_var('stratification', {}) -%}
+  {%- set split = registry_var('split', {}) -%}
   {%- set allowed_types = ['string', 'int', 'float'] -%}
   {%- set strategies = ['traffic', 'equal', 'weights'] -%}
 

@@ -28,6 +28,10 @@ CANDIDATE_SOURCES = (
 # Sources a lookup can answer from at request time (user_categories needs a known user's history).
 LOOKUP_FALLBACKS = ("popular_in_canvas", "popular_in_category", "coengagement", "title_match")
 STRATEGIES = ("traffic", "equal", "weights")
+# Registry keys a dataset block (vars.datasets.<name>) may set for itself.
+DATASET_KEYS = ("canvases", "split", "stratification", "serving", "training", "negative_sampling")
+# The models every dataset provides besides its label models (the `dataset_ref` macro's entities).
+DATASET_CONTRACT = ("items", "engagement_history", "source_rows")
 DEFAULT_DUCKDB_PATH = Path("warehouse") / "unirank.duckdb"
 
 
@@ -118,6 +122,7 @@ class ModelFeatures:
 
 @dataclass(frozen=True)
 class Registry:
+    dataset: str
     context_columns: tuple[ContextColumn, ...]
     canvases: tuple[Canvas, ...]
     stratification: Stratification
@@ -179,8 +184,37 @@ def _label_models(project_dir: Path) -> set[str]:
     return {p.stem for p in (project_dir / "models").rglob("*.sql")}
 
 
+def resolve_dataset_vars(
+    project_vars: Mapping[str, Any], overrides: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The vars as the selected dataset sees them, in the order the `registry_var` macro applies:
+    a ``--vars`` override, then the dataset's block (vars.datasets.<dataset>), then the project's
+    top-level key."""
+    overrides = dict(overrides or {})
+    merged = {**project_vars, **overrides}
+    name = merged.get("dataset", "demo")
+    datasets = merged.get("datasets") or {"demo": {}}
+    if not isinstance(datasets, Mapping) or name not in datasets:
+        known = sorted(datasets) if isinstance(datasets, Mapping) else []
+        raise RegistryError(
+            f"registry: vars.dataset is {name!r}; declare it under vars.datasets or use one of {known}"
+        )
+    block = datasets[name] or {}
+    if not isinstance(block, Mapping):
+        raise RegistryError(f"registry: vars.datasets.{name} must be a mapping of registry keys")
+    unknown = sorted(set(block) - set(DATASET_KEYS))
+    if unknown:
+        raise RegistryError(
+            f"registry: vars.datasets.{name} sets {unknown}; a dataset block may set only "
+            f"{list(DATASET_KEYS)}"
+        )
+    return {**project_vars, **block, **overrides, "dataset": name}
+
+
 def parse_registry(variables: Mapping[str, Any], project_dir: Path | None = None) -> Registry:
-    """Validate the registry vars. With ``project_dir``, also check every label model exists."""
+    """Validate the registry vars (already resolved for the dataset, see
+    :func:`resolve_dataset_vars`). With ``project_dir``, also check that every model the registry
+    names exists: each canvas's label model and the dataset's contract models."""
     raw_columns = variables.get("context_columns") or []
     if not raw_columns:
         raise RegistryError(
@@ -205,6 +239,15 @@ def parse_registry(variables: Mapping[str, Any], project_dir: Path | None = None
     if not raw_canvases:
         raise RegistryError("registry: vars.canvases is empty; declare at least one canvas")
     known_models = _label_models(project_dir) if project_dir is not None else None
+    if known_models is not None:
+        dataset = variables.get("dataset", "demo")
+        for entity in DATASET_CONTRACT:
+            model = f"int_{dataset}__{entity}"
+            if model not in known_models:
+                raise RegistryError(
+                    f"registry: dataset '{dataset}' has no model '{model}'; a dataset provides "
+                    f"int_<dataset>__{{{', '.join(DATASET_CONTRACT)}}} and its label models"
+                )
     canvases: list[Canvas] = []
     for i, raw in enumerate(raw_canvases, start=1):
         where = f"registry: canvas '{raw.get('name', f'#{i}')}'"
@@ -296,6 +339,7 @@ def parse_registry(variables: Mapping[str, Any], project_dir: Path | None = None
     if not isinstance(share, int | float) or not 0 <= share <= 1:
         raise RegistryError(f"registry: quarantine_max_share is {share!r}; use a share in [0, 1]")
     return Registry(
+        dataset=str(variables.get("dataset", "demo")),
         context_columns=tuple(columns),
         canvases=tuple(canvases),
         stratification=stratification,
@@ -387,26 +431,33 @@ def load_settings(
 ) -> Settings:
     """Read dbt_project.yml under ``project_dir``, apply overrides, validate, locate the outputs.
 
-    The warehouse path follows profiles.yml: ``UNIRANK_DUCKDB_PATH`` or warehouse/unirank.duckdb.
-    Models go to ``artifacts/`` (``UNIRANK_ARTIFACTS_DIR``), reports to ``reports/``
-    (``UNIRANK_REPORTS_DIR``); relative paths are relative to the project folder. ``target``
-    names the profiles.yml target (``UNIRANK_TARGET``, as dbt reads it; default duckdb).
+    The warehouse path follows profiles.yml: ``UNIRANK_DUCKDB_PATH`` or warehouse/unirank.duckdb
+    (warehouse/<dataset>/unirank.duckdb for a dataset other than the demo). Models go to
+    ``artifacts/`` (``UNIRANK_ARTIFACTS_DIR``), reports to ``reports/`` (``UNIRANK_REPORTS_DIR``),
+    each with a <dataset>/ sub-folder outside the demo; relative paths are relative to the
+    project folder. ``target`` names the profiles.yml target (``UNIRANK_TARGET``, as dbt reads
+    it; default duckdb).
     """
     project = Path(project_dir).resolve()
     overrides = dict(var_overrides or {})
-    variables = read_project_vars(project)
-    variables.update(overrides)
+    variables = resolve_dataset_vars(read_project_vars(project), overrides)
     registry = parse_registry(variables, project)
+    # The demo keeps the top-level folders; another dataset gets its own sub-folder of each, so
+    # switching datasets never overwrites a warehouse, a model pointer or a cache (profiles.yml
+    # picks the same warehouse path).
+    sub = Path() if registry.dataset == "demo" else Path(registry.dataset)
     if duckdb_path is None:
-        duckdb_path = os.environ.get("UNIRANK_DUCKDB_PATH", str(DEFAULT_DUCKDB_PATH))
+        duckdb_path = os.environ.get(
+            "UNIRANK_DUCKDB_PATH", str(DEFAULT_DUCKDB_PATH.parent / sub / DEFAULT_DUCKDB_PATH.name)
+        )
     return Settings(
         project_dir=project,
         duckdb_path=_under(project, duckdb_path),
         artifacts_dir=_under(
-            project, artifacts_dir or os.environ.get("UNIRANK_ARTIFACTS_DIR", "artifacts")
+            project, artifacts_dir or os.environ.get("UNIRANK_ARTIFACTS_DIR", str("artifacts" / sub))
         ),
         reports_dir=_under(
-            project, reports_dir or os.environ.get("UNIRANK_REPORTS_DIR", "reports")
+            project, reports_dir or os.environ.get("UNIRANK_REPORTS_DIR", str("reports" / sub))
         ),
         registry=registry,
         vars=variables,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,8 +119,20 @@ def fallback_items_sql(key_kind: str) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _CatalogueItem:
+    category: str | None
+    available_countries: str | None
+    recent_engagements: Any
+
+
 class CacheReader:
-    """A read-only connection to one published cache generation."""
+    """A read-only connection to one published cache generation, and what fallback lookups
+    need from it, loaded once on first use (the file never changes): the item catalogue, an
+    index of title words, the keys each fallback source has, and recently used fallback lists.
+    Callers hold ``lock`` while using it."""
+
+    FALLBACK_LISTS = 4096  # (source, key) item lists kept, least recently used dropped first
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -132,9 +145,86 @@ class CacheReader:
         ).fetchall()[0]
         self.model_version, self.generated_at = info if info else (None, None)
         self.lock = threading.Lock()
+        self._cached_keys: dict[str, set[str]] | None = None
+        self._catalogue: dict[str, _CatalogueItem] | None = None
+        self._title_words: dict[str, list[str]] | None = None
+        self._fallback_keys: dict[str, set[str]] | None = None
+        self._fallback_lists: OrderedDict[tuple[str, str], list[str]] = OrderedDict()
 
     def close(self) -> None:
         self.connection.close()
+
+    def is_cached(self, task: str, key: str) -> bool:
+        """Whether the cache has rows for (task, key): an unseen context needs no query."""
+        if self._cached_keys is None:
+            keys: dict[str, set[str]] = {}
+            for cached_task, context_key in self.connection.execute(
+                "select distinct task_type, context_key from recommendations"
+            ).fetchall():
+                keys.setdefault(cached_task, set()).add(context_key)
+            self._cached_keys = keys
+        return key in self._cached_keys.get(task, ())
+
+    def catalogue(self) -> dict[str, _CatalogueItem]:
+        if self._catalogue is None:
+            rows = self.connection.execute(
+                "select item_id, category, available_countries, recent_engagements from item_catalogue"
+            ).fetchall()
+            self._catalogue = {str(r[0]): _CatalogueItem(r[1], r[2], r[3]) for r in rows}
+        return self._catalogue
+
+    def title_words(self) -> dict[str, list[str]]:
+        """Each lower-cased title word -> the items whose title has it (split as SQL does)."""
+        if self._title_words is None:
+            index: dict[str, list[str]] = {}
+            for item_id, words in self.connection.execute(
+                "select item_id, list_distinct(string_split(lower(title), ' ')) from item_catalogue "
+                "where title is not null"
+            ).fetchall():
+                for word in words:
+                    index.setdefault(word, []).append(str(item_id))
+            self._title_words = index
+        return self._title_words
+
+    def fallback_items(self, source: str, key: str | None) -> list[str]:
+        """A fallback source's items for ``key`` in source_rank order (no query for a key the
+        source does not have: what an unseen context asks for)."""
+        if key is None:
+            return []
+        if self._fallback_keys is None:
+            keys: dict[str, set[str]] = {}
+            for fallback_source, retrieval_key in self.connection.execute(
+                "select source, retrieval_key from serving_fallbacks group by all"
+            ).fetchall():
+                keys.setdefault(fallback_source, set()).add(retrieval_key)
+            self._fallback_keys = keys
+        if key not in self._fallback_keys.get(source, ()):
+            return []
+        cached = self._fallback_lists.get((source, key))
+        if cached is None:
+            cached = [
+                str(r[0])
+                for r in self.connection.execute(
+                    "select item_id from serving_fallbacks where source = ?::varchar "
+                    "and retrieval_key = ?::varchar order by source_rank",
+                    [source, key],
+                ).fetchall()
+            ]
+            self._fallback_lists[(source, key)] = cached
+            if len(self._fallback_lists) > self.FALLBACK_LISTS:
+                self._fallback_lists.popitem(last=False)
+        else:
+            self._fallback_lists.move_to_end((source, key))
+        return cached
+
+    def available(self, item_id: str, country: str | None) -> bool:
+        """As SQL: the item is catalogued and '|country|' is in '|available_countries|'."""
+        if country is None:
+            return True
+        item = self.catalogue().get(item_id)
+        if item is None or item.available_countries is None:
+            return False
+        return f"|{country}|" in f"|{item.available_countries}|"
 
 
 _readers: dict[Path, CacheReader] = {}
@@ -221,11 +311,15 @@ def _lookup(
         else " and item_id in (select item_id from item_catalogue where position('|' || ?::varchar || '|' in '|' || available_countries || '|') > 0)"
     )
     params: list[Any] = [canvas.name, key] + ([country] if country is not None else []) + [k]
-    rows = con.execute(
-        "select rank, item_id, score, source from recommendations "
-        f"where task_type = ?::varchar and context_key = ?::varchar{country_filter} order by rank limit ?",
-        params,
-    ).fetchall()
+    rows = (
+        con.execute(
+            "select rank, item_id, score, source from recommendations "
+            f"where task_type = ?::varchar and context_key = ?::varchar{country_filter} order by rank limit ?",
+            params,
+        ).fetchall()
+        if reader.is_cached(canvas.name, key)
+        else []
+    )
     items = [
         Recommendation(i + 1, str(r[1]), None if r[2] is None else float(r[2]), str(r[3]))
         for i, r in enumerate(rows)
@@ -236,7 +330,7 @@ def _lookup(
         if canvas.serving.key == "source_item_id":
             seen.add(key)
         for source in canvas.serving.fallbacks:
-            extra = _fallback(con, canvas, source, key, k - len(items), seen, country)
+            extra = _fallback(reader, canvas, source, key, k - len(items), seen, country)
             for item_id in extra:
                 items.append(Recommendation(len(items) + 1, item_id, None, source))
                 seen.add(item_id)
@@ -255,7 +349,7 @@ def _lookup(
 
 
 def _fallback(
-    con: duckdb.DuckDBPyConnection,
+    reader: CacheReader,
     canvas: Canvas,
     source: str,
     key: str,
@@ -263,35 +357,49 @@ def _fallback(
     exclude: set[str],
     country: str | None,
 ) -> list[str]:
+    """Up to ``needed`` items from one fallback source, not in ``exclude``, available in
+    ``country``. The same answer as the SQL in :func:`fallback_items_sql`, from the reader's
+    in-memory lists and indexes."""
     assert canvas.serving is not None
     kind = fallback_key_kind(source, canvas.serving.key)
     if kind is None:
         return []
-    country_filter = (
-        ""
-        if country is None
-        else " where item_id in (select item_id from item_catalogue where position('|' || ?::varchar || '|' in '|' || available_countries || '|') > 0)"
-    )
-    key_param = canvas.name if kind == "task" else key
-    limit = needed + len(exclude)
-    if source == "title_match":
-        # A known query was precomputed; an unseen one is matched word by word against titles.
-        sql = (
-            "with known as (" + fallback_items_sql(kind) + "), "
-            "words as (select distinct unnest(string_split(lower(trim(?::varchar)), ' ')) as word), "
-            "matched as (select c.item_id, count(*) as n, max(c.recent_engagements) as pop "
-            "from item_catalogue as c, words where words.word <> '' "
-            "and list_contains(string_split(lower(c.title), ' '), words.word) group by c.item_id), "
-            "ranked as (select item_id, 0 as tier, source_rank as r from known "
-            "union all select item_id, 1 as tier, row_number() over (order by n desc, pop desc, item_id) as r "
-            "from matched where not exists (select 1 from known)) "
-            f"select item_id from ranked{country_filter} order by tier, r limit ?"
-        )
-        params: list[Any] = (
-            [source, key_param, key] + ([country] if country is not None else []) + [limit]
-        )
+    if kind == "task":
+        items = reader.fallback_items(source, canvas.name)
+    elif kind == "item_category":
+        item = reader.catalogue().get(key)
+        items = reader.fallback_items(source, None if item is None else item.category)
     else:
-        sql = f"select item_id from ({fallback_items_sql(kind)}) as f{country_filter} limit ?"
-        params = [source, key_param] + ([country] if country is not None else []) + [limit]
-    found = [str(row[0]) for row in con.execute(sql, params).fetchall()]
+        items = reader.fallback_items(source, key)
+    if source == "title_match" and not items:
+        # A known query was precomputed; an unseen one is matched word by word against titles:
+        # by the number of its words in the title, then recent engagements, then item id.
+        items = _title_matches(reader, key)
+    limit = needed + len(exclude)
+    found = [item for item in items if reader.available(item, country)][:limit]
     return [item for item in found if item not in exclude][:needed]
+
+
+def _title_matches(reader: CacheReader, query: str) -> list[str]:
+    if query.isascii():  # what lower(trim(.)) and string_split(., ' ') give, without a query
+        words = set(query.strip(" ").lower().split(" ")) - {""}
+    else:
+        words = {
+            str(r[0])
+            for r in reader.connection.execute(
+                "select distinct unnest(string_split(lower(trim(?::varchar)), ' '))", [query]
+            ).fetchall()
+            if r[0]
+        }
+    index = reader.title_words()
+    matched: dict[str, int] = {}
+    for word in words:
+        for item in index.get(word, ()):
+            matched[item] = matched.get(item, 0) + 1
+    catalogue = reader.catalogue()
+
+    def order(item: str) -> tuple[int, bool, Any, str]:
+        engagements = catalogue[item].recent_engagements
+        return (-matched[item], engagements is None, -(engagements or 0), item)
+
+    return sorted(matched, key=order)

@@ -66,6 +66,12 @@ class TrainParams:
     l2_leaf_reg: float = 3.0
     border_count: int = 64
     boosting_type: str = "Plain"
+    # YetiRank samples this many noisy permutations of each request per iteration to build its
+    # pairs (CatBoost's default 10); the loss computation dominates an iteration's cost.
+    yetirank_permutations: int = 10
+    # Categorical features with at most this many values are one-hot encoded instead of target
+    # statistics (CTRs); None keeps CatBoost's own default.
+    one_hot_max_size: int | None = None
     early_stopping_rounds: int = 50
     metric_period: int = 10
     max_negatives_per_request: int | None = None
@@ -105,10 +111,19 @@ class TrainParams:
             )
         if self.max_negatives_per_request is not None and self.max_negatives_per_request < 1:
             raise TrainingError("max_negatives_per_request must be >= 1 (or unset to keep all)")
+        if self.yetirank_permutations < 1:
+            raise TrainingError(
+                f"yetirank_permutations must be >= 1, got {self.yetirank_permutations}"
+            )
+        if self.one_hot_max_size is not None and not 1 <= self.one_hot_max_size <= 255:
+            raise TrainingError(
+                f"one_hot_max_size must be in [1, 255] (or unset for CatBoost's default), "
+                f"got {self.one_hot_max_size}"
+            )
 
     def catboost_params(self) -> dict[str, Any]:
-        return {
-            "loss_function": "YetiRank",
+        params: dict[str, Any] = {
+            "loss_function": f"YetiRank:permutations={self.yetirank_permutations}",
             "eval_metric": "NDCG:top=10",
             "iterations": self.iterations,
             "learning_rate": self.learning_rate,
@@ -122,6 +137,9 @@ class TrainParams:
             "allow_writing_files": False,
             "verbose": False,
         }
+        if self.one_hot_max_size is not None:
+            params["one_hot_max_size"] = self.one_hot_max_size
+        return params
 
 
 @dataclass
@@ -314,13 +332,24 @@ def _evaluate(
     return results
 
 
+# A peer model for the comparison (e.g. LightGBM in the benchmarks): given the train, valid and
+# test frames, the feature and categorical names, it returns one score per test row.
+PeerModel = Callable[
+    [pd.DataFrame, pd.DataFrame | None, pd.DataFrame, Sequence[str], Sequence[str]], np.ndarray
+]
+
+
 def train_and_evaluate(
     settings: Settings,
     params: TrainParams,
     on_progress: ProgressCallback | None = None,
     write_reports: bool = True,
+    peers: Mapping[str, PeerModel] | None = None,
 ) -> TrainingResult:
-    """Train, compare, publish. The new version becomes current only if every step succeeded."""
+    """Train, compare, publish. The new version becomes current only if every step succeeded.
+
+    ``peers`` adds other model kinds to the comparison, evaluated on exactly the same test
+    requests and recorded like the built-in kinds."""
     timings: dict[str, float] = {}
     notes: list[str] = []
     run_started = time.perf_counter()
@@ -376,6 +405,13 @@ def train_and_evaluate(
         if np.isnan(bespoke_scores).all():
             notes.append("no bespoke model could be trained")
         scores["bespoke"] = bespoke_scores
+
+    for kind, peer in (peers or {}).items():
+        started = time.perf_counter()
+        scores[kind] = np.asarray(
+            peer(train, valid, test, data.features, data.categorical), dtype=float
+        )
+        timings[f"{kind}_fit_seconds"] = time.perf_counter() - started
 
     started = time.perf_counter()
     evaluations = _evaluate(data, test, scores, params, tasks)

@@ -17,6 +17,7 @@ from ranker.config import (
     parse_registry,
     parse_var_overrides,
     read_project_vars,
+    resolve_dataset_vars,
 )
 
 
@@ -49,6 +50,20 @@ def test_project_registry_loads(project_dir: Path) -> None:
     assert registry.split.valid_from < registry.split.test_from
     assert "task_type" in registry.features.categorical
     assert settings.duckdb_path == project_dir / "warehouse" / "unirank.duckdb"
+
+
+def test_project_training_block_reaches_catboost(project_dir: Path) -> None:
+    """Every key of vars.training lands in TrainParams unchanged, and the speed levers reach the
+    CatBoost parameters (the defaults `unirank-cli train` and the benchmarks use)."""
+    from ranker.train import TrainParams
+
+    raw = read_project_vars(project_dir)["training"]
+    params = TrainParams.from_settings(load_settings(project_dir))
+    assert {key: getattr(params, key) for key in raw} == raw
+    catboost = params.catboost_params()
+    assert catboost["loss_function"] == f"YetiRank:permutations={raw['yetirank_permutations']}"
+    assert catboost["one_hot_max_size"] == raw["one_hot_max_size"]
+    assert catboost["learning_rate"] == raw["learning_rate"]
 
 
 def test_override_replaces_a_whole_key(project_dir: Path) -> None:
@@ -173,3 +188,55 @@ def test_traffic_keeps_canvas_shares(counts: dict[str, int], budget: int) -> Non
         if budget < total:  # every canvas keeps the same share, rounded up
             assert abs(kept[canvas] - n * budget / total) < 1
     assert sum(kept.values()) <= min(total, budget) + len(counts)
+
+
+def test_each_dataset_has_its_own_canvases_and_folders(project_dir: Path) -> None:
+    demo = load_settings(project_dir)
+    movielens = load_settings(project_dir, {"dataset": "movielens"})
+    diginetica = load_settings(project_dir, {"dataset": "diginetica"})
+    assert demo.registry.dataset == "demo"
+    assert movielens.registry.canvas(
+        "home"
+    ).label_model == "int_movielens__home_labels"
+    assert "search" not in diginetica.registry.canvas_names  # the sample has no queries
+    assert movielens.registry.split.test_from.isoformat() == "2017-01-01"
+    # a dataset never shares a warehouse, a model pointer or reports with another
+    paths = [(s.duckdb_path, s.artifacts_dir, s.reports_dir) for s in (demo, movielens, diginetica)]
+    for kind in range(3):
+        assert len({p[kind] for p in paths}) == 3
+    assert movielens.duckdb_path.parent.name == "movielens"
+
+
+def test_registry_key_precedence_is_vars_then_dataset_block_then_top_level() -> None:
+    project = {
+        "split": {"valid_from": "2026-01-01", "test_from": "2026-02-01"},
+        "stratification": {"strategy": "traffic", "budget": 10, "seed": 1},
+        "dataset": "demo",
+        "datasets": {"demo": {}, "logs": {"split": {"valid_from": "2016-01-01", "test_from": "2017-01-01"}}},
+    }
+    assert resolve_dataset_vars(project)["split"]["valid_from"] == "2026-01-01"
+    chosen = resolve_dataset_vars(project, {"dataset": "logs"})
+    assert chosen["split"]["valid_from"] == "2016-01-01"  # the dataset block wins over the top level
+    assert chosen["stratification"]["budget"] == 10  # a key the block does not set: top level
+    given_split = {"valid_from": "2015-01-01", "test_from": "2015-06-01"}
+    assert resolve_dataset_vars(project, {"dataset": "logs", "split": given_split})["split"] == given_split
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"dataset": "netflix"}, "vars.dataset is 'netflix'; declare it under vars.datasets"),
+        ({"datasets": {"demo": {"quarantine_max_share": 0.5}}}, "a dataset block may set only"),
+    ],
+)
+def test_bad_dataset_selection_names_the_problem(
+    project_dir: Path, overrides: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(RegistryError, match=message):
+        load_settings(project_dir, overrides)
+
+
+def test_a_dataset_without_its_contract_models_is_named(project_dir: Path) -> None:
+    datasets = {"demo": {}, "shop": {}}
+    with pytest.raises(RegistryError, match="dataset 'shop' has no model 'int_shop__items'"):
+        load_settings(project_dir, {"dataset": "shop", "datasets": datasets})

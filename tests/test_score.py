@@ -1,8 +1,9 @@
-"""Batch scoring and publishing: cache contents, cold-context fill, readers during a publish,
-and a killed scoring run."""
+"""Batch scoring and publishing: cache contents, scores identical to plain predict, the bounded
+top-K selection, cold-context fill, readers during a publish, and a killed scoring run."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -12,11 +13,19 @@ import time
 from pathlib import Path
 
 import duckdb
+import numpy as np
+import pandas as pd
 import pytest
+from catboost import Pool
+from hypothesis import given
+from hypothesis import strategies as st
+from typer.testing import CliRunner
 
+from cli.main import app
 from ranker import artifacts
+from ranker import score as score_module
 from ranker.config import Settings
-from ranker.score import score_candidates
+from ranker.score import ScoringError, TopK, load_model, score_candidates
 from ranker.serve import current_cache_path
 
 pytestmark = pytest.mark.dbt
@@ -62,6 +71,126 @@ def test_cache_has_k_ranked_rows_per_context_with_provenance(served_project: Set
     )
 
 
+def _plain_scores(settings: Settings) -> pd.DataFrame:
+    """Every candidate scored the plain way: pandas straight from DuckDB, categoricals as str
+    (as training builds its pools), one `model.predict` over everything."""
+    version = artifacts.current_version(artifacts.models_dir(settings.artifacts_dir))
+    model = load_model(version)
+    features = list(version.metadata["features"])
+    categorical = list(version.metadata["categorical_features"])
+    with duckdb.connect(str(settings.duckdb_path), read_only=True) as con:
+        frame = con.sql("select * from serving_candidates").to_arrow_table().to_pandas()
+    data = frame[features].copy()
+    for column in categorical:
+        data[column] = data[column].astype(str)
+    frame["score"] = model.predict(Pool(data, cat_features=categorical))
+    return frame
+
+
+def test_cached_scores_are_plain_predict_bit_for_bit_and_the_exact_top_k(
+    served_copy: Settings,
+) -> None:
+    # Small batches: every context's candidates are spread over many batches.
+    result = score_candidates(served_copy, batch_rows=1_000)
+    plain = _plain_scores(served_copy)
+    k_of = {c.name: c.serving.k for c in served_copy.registry.canvases if c.serving}
+    plain = plain[~((plain["task_type"] == "related") & (plain["item_id"] == plain["context_key"]))]
+    expected = (
+        plain.sort_values(["task_type", "context_key", "score", "item_id"], ascending=[1, 1, 0, 1])
+        .assign(rank=lambda f: f.groupby(["task_type", "context_key"]).cumcount() + 1)
+        .loc[lambda f: f["rank"] <= f["task_type"].map(k_of)]
+    )
+    cached = pd.DataFrame(
+        _cache(
+            served_copy,
+            "select task_type, context_key, rank, item_id, score from recommendations "
+            "where source = 'model' order by all",
+        ),
+        columns=["task_type", "context_key", "rank", "item_id", "score"],
+    )
+    expected = expected[cached.columns].sort_values(["task_type", "context_key", "rank"])
+    assert len(cached) == len(expected) > 0
+    assert result.candidate_rows == len(_plain_scores(served_copy))
+    for column in ("task_type", "context_key", "rank", "item_id"):
+        assert cached[column].tolist() == expected[column].tolist(), column
+    # bit for bit, not approximately
+    assert cached["score"].to_numpy().tobytes() == expected["score"].to_numpy().tobytes()
+    assert {"predict", "pool", "top k", "write recommendations"} <= set(result.stage_seconds)
+
+
+def test_hash_collisions_fall_back_to_joins_with_the_same_cache(
+    served_copy: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    columns = "task_type, context_key, rank, item_id, score, source"
+    score_candidates(served_copy, batch_rows=1_500)
+    by_hash = _cache(served_copy, f"select {columns} from recommendations order by all")
+    monkeypatch.setattr(score_module, "_collision_free", lambda hashes: False)
+    score_candidates(served_copy, batch_rows=1_500)
+    assert _cache(served_copy, f"select {columns} from recommendations order by all") == by_hash
+
+
+def test_cache_rows_are_stored_in_lookup_order(served_project: Settings) -> None:
+    stored = _cache(served_project, "select task_type, context_key, rank from recommendations")
+    assert stored == sorted(stored)  # what lookups rely on to skip row groups
+
+
+# Scores with ties at float32 precision (1.0 and 1.0 + 1e-12), exact ties and signed zeros.
+SCORES = st.sampled_from([-1.0, -0.0, 0.0, 0.25, 1.0, 1.0 + 1e-12, 2.0])
+
+
+@given(
+    k=st.lists(st.integers(0, 4), min_size=1, max_size=6),
+    rows=st.lists(st.tuples(st.integers(0, 5), SCORES), max_size=80),
+    cuts=st.lists(st.integers(0, 80), max_size=6),
+    seed=st.integers(0, 2**16),
+)
+def test_top_k_keeps_a_superset_of_every_contexts_exact_top_k(
+    k: list[int], rows: list[tuple[int, float]], cuts: list[int], seed: int
+) -> None:
+    contexts = np.array([c % len(k) for c, _ in rows], dtype=np.int32)
+    scores = np.array([s for _, s in rows], dtype=np.float64)
+    items = np.random.default_rng(seed).permutation(len(rows)).astype(np.int32)  # unique
+    top = TopK(np.array(k))
+    bounds = [0, *sorted(c for c in cuts if c < len(rows)), len(rows)]
+    for start, end in itertools.pairwise(bounds):
+        top.add(contexts[start:end], items[start:end], scores[start:end])
+        assert top.rows <= top.capacity + (end - start)
+    kept = pd.DataFrame(dict(zip(("context", "item", "score", "rank"), top.result(), strict=True)))
+    everything = pd.DataFrame({"context": contexts, "item": items, "score": scores})
+
+    def exact(frame: pd.DataFrame) -> set[tuple[int, int]]:
+        ordered = frame.sort_values(["context", "score", "item"], ascending=[1, 0, 1])
+        ordered = ordered[
+            ordered.groupby("context").cumcount() < ordered["context"].map(dict(enumerate(k)))
+        ]
+        return set(zip(ordered["context"], ordered["item"], strict=True))
+
+    assert exact(kept) == exact(everything) == set(zip(kept["context"], kept["item"], strict=True))
+    # ranked in cache order: context, then score descending, then item
+    expected = kept.sort_values(["context", "score", "item"], ascending=[1, 0, 1])
+    assert kept.index.tolist() == expected.index.tolist()
+    assert (
+        kept.groupby("context")["rank"].apply(list)
+        == kept.groupby("context")["rank"].apply(lambda r: list(range(1, len(r) + 1)))
+    ).all()
+
+
+def test_top_k_memory_is_bounded_by_the_cache_not_the_candidates() -> None:
+    contexts, k, batch = 50, 3, 1_000
+    top = TopK(np.full(contexts, k))
+    rng = np.random.default_rng(0)
+    for step in range(200):  # 200k rows, all with the same score: the worst case for ties
+        context = rng.integers(0, contexts, batch).astype(np.int32)
+        item = np.arange(step * batch, (step + 1) * batch, dtype=np.int32)
+        top.add(context, item, np.ones(batch))
+        assert top.rows <= top.capacity + batch
+    context, item, _, _ = top.result()
+    assert len(context) == contexts * k
+    # ties go to the smallest item numbers, as the cache ranks them (score, then item id)
+    for c in range(contexts):
+        assert (item[context == c] < batch * 10).all()
+
+
 def test_cold_contexts_are_filled_from_the_fallback_chain(served_copy: Settings) -> None:
     with duckdb.connect(str(served_copy.duckdb_path)) as con:
         key = con.execute(
@@ -88,6 +217,26 @@ def test_cold_contexts_are_filled_from_the_fallback_chain(served_copy: Settings)
 def test_scoring_without_a_model_says_train_first(tiny_settings: Settings) -> None:
     with pytest.raises(artifacts.ArtifactError, match="run `unirank-cli train` first"):
         score_candidates(tiny_settings)
+
+
+def test_cli_score_bounds_duckdb_and_says_what_a_bad_limit_is(
+    served_copy: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("UNIRANK_DUCKDB_PATH", str(served_copy.duckdb_path))
+    monkeypatch.setenv("UNIRANK_ARTIFACTS_DIR", str(served_copy.artifacts_dir))
+    project = str(served_copy.project_dir)
+    before = os.path.realpath(current_cache_path(served_copy))
+    runner = CliRunner()
+    ok = runner.invoke(
+        app, ["score", "--memory-limit", "64MB", "--threads", "1", "--project-dir", project]
+    )
+    assert ok.exit_code == 0, ok.output
+    assert os.path.realpath(current_cache_path(served_copy)) != before
+    bad = runner.invoke(app, ["score", "--memory-limit", "lots", "--project-dir", project])
+    assert bad.exit_code == 1 and "memory_limit='lots'" in bad.output
+    with pytest.raises(ScoringError, match="memory_limit"):
+        score_candidates(served_copy, memory_limit="lots")
+    assert not list(current_cache_path(served_copy).parent.glob("*.partial*"))
 
 
 READER = textwrap.dedent(
@@ -177,6 +326,12 @@ def test_a_killed_scoring_run_leaves_the_previous_cache(
     assert _cache(served_copy, "select count(*) from recommendations") == rows_before
     partials = list(current_cache_path(served_copy).parent.glob("*.partial*"))
     assert partials, "the killed run should have left its partial file behind"
+    # a dead run's DuckDB spill folder goes too
+    spill = current_cache_path(served_copy).parent / (
+        partials[0].name.split(".duckdb")[0] + ".duckdb.partial.tmp"
+    )
+    spill.mkdir(exist_ok=True)
+    (spill / "duckdb_temp_block-1.block").write_bytes(b"x")
     score_candidates(served_copy, batch_rows=2_000)  # the next run cleans up and publishes
     assert not list(current_cache_path(served_copy).parent.glob("*.partial*"))
     assert os.path.realpath(current_cache_path(served_copy)) != before

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -174,6 +175,40 @@ def test_bad_training_params_are_refused(tiny_settings: Settings) -> None:
         )
 
 
+def test_speed_levers_are_validated(tiny_settings: Settings) -> None:
+    with pytest.raises(train.TrainingError, match="yetirank_permutations"):
+        TrainParams.from_settings(tiny_settings, yetirank_permutations=0)
+    with pytest.raises(train.TrainingError, match="one_hot_max_size"):
+        TrainParams.from_settings(tiny_settings, one_hot_max_size=256)
+
+
+def test_speed_levers_reach_the_trained_model(tiny_settings: Settings) -> None:
+    """vars.training -> TrainParams -> CatBoost -> the published model file."""
+    training = {**tiny_settings.vars["training"], "yetirank_permutations": 2, "one_hot_max_size": 3}
+    settings = Settings(**{**tiny_settings.__dict__, "vars": {"training": training}})
+    params = TrainParams.from_settings(
+        settings, iterations=20, learning_rate=0.3, depth=4, thread_count=2
+    )
+    assert (params.yetirank_permutations, params.one_hot_max_size) == (2, 3)
+    result = train_and_evaluate(
+        tiny_settings, dataclasses.replace(params, compare=False), write_reports=False
+    )
+    model = CatBoostRanker()
+    model.load_model(str(result.model_dir / "model.cbm"))
+    trained = model.get_all_params()
+    assert trained["loss_function"] == "YetiRank:permutations=2"
+    assert trained["one_hot_max_size"] == 3
+    metadata = json.loads((result.model_dir / "metadata.json").read_text())
+    assert metadata["params"]["yetirank_permutations"] == 2
+    assert metadata["params"]["one_hot_max_size"] == 3
+
+
+def test_unset_one_hot_max_size_keeps_catboost_default() -> None:
+    params = TrainParams(yetirank_permutations=10, one_hot_max_size=None).catboost_params()
+    assert params["loss_function"] == "YetiRank:permutations=10"
+    assert "one_hot_max_size" not in params
+
+
 def test_cli_train_prints_the_comparison(
     tiny_settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -190,12 +225,19 @@ def test_cli_train_prints_the_comparison(
             "20",
             "--learning-rate",
             "0.3",
+            "--yetirank-permutations",
+            "3",
+            "--one-hot-max-size",
+            "4",
             "--no-reports",
         ],
     )
     assert result.exit_code == 0, result.output
     for word in ("unified", "bespoke", "home", "category", "now current"):
         assert word in result.output
+    current = artifacts.current_version(artifacts.models_dir(tiny_settings.artifacts_dir))
+    assert current.metadata["params"]["yetirank_permutations"] == 3
+    assert current.metadata["params"]["one_hot_max_size"] == 4
 
 
 def test_cli_train_without_a_warehouse_says_what_to_do(

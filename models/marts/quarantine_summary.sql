@@ -1,39 +1,30 @@
-{#- One row per source table: rows read, rows quarantined and their share. A test fails the build
-    when a share exceeds vars.quarantine_max_share. -#}
+{#- One row per source table of the selected dataset: rows read, rows quarantined and their share.
+    A test fails the build when a share exceeds vars.quarantine_max_share. -#}
 with
 
-quarantined_rows as (
-    select * from {{ ref('quarantined_rows') }}
+source_rows as (
+    select * from {{ dataset_ref('source_rows') }}
 ),
 
-source_totals as (
-    {% for table in ['requests', 'impressions', 'engagements', 'items', 'users'] %}
-    select '{{ table }}' as source_table, count(*) as total_rows from {{ ref('stg_demo__' ~ table) }}
-    {% if not loop.last %}union all{% endif %}
-    {% endfor %}
-),
-
-quarantined_per_table as (
+rows_counted as (
     select
         source_table,
-        count(*) as quarantined_rows
-    from quarantined_rows
+        count(*) as total_rows,
+        count(quarantine_reason) as quarantined_rows
+    from source_rows
     group by source_table
 ),
 
 final as (
     select
-        source_totals.source_table,
-        source_totals.total_rows,
-        coalesce(quarantined_per_table.quarantined_rows, 0) as quarantined_rows,
+        source_table,
+        total_rows,
+        quarantined_rows,
         case
-            when source_totals.total_rows = 0 then 0.0
-            else coalesce(quarantined_per_table.quarantined_rows, 0)
-                / cast(source_totals.total_rows as {{ type_double() }})
+            when total_rows = 0 then 0.0
+            else quarantined_rows / cast(total_rows as {{ type_double() }})
         end as quarantined_share
-    from source_totals
-    left join quarantined_per_table
-        on source_totals.source_table = quarantined_per_table.source_table
+    from rows_counted
 )
 
 select * from final

@@ -23,7 +23,14 @@ item_recomputed as (
         probes_sampled.request_id,
         probes_sampled.item_id,
         count(engagement_history.item_id) as item_engagements,
-        sum(case when engagement_history.task_type = probes_sampled.task_type then 1 else 0 end) as item_canvas_engagements
+        sum(
+            case
+                when engagement_history.task_type = probes_sampled.task_type then 1
+                -- an engagement not attributed to a canvas counts for every canvas
+                when engagement_history.item_id is not null and engagement_history.task_type is null then 1
+                else 0
+            end
+        ) as item_canvas_engagements
     from probes_sampled
     left join engagement_history
         on probes_sampled.item_id = engagement_history.item_id

@@ -1,5 +1,6 @@
 {#- Item popularity as of each probe: engagements with the item strictly before the request, over
-    all canvases, over the last 7 days, and within the probe's own canvas. -#}
+    all canvases, over the last 7 days, and within the probe's own canvas (an engagement the log
+    does not attribute to a canvas, task_type NULL, counts for every canvas). -#}
 with
 
 feature_probes as (
@@ -16,7 +17,8 @@ events_and_probes as (
         item_id,
         task_type,
         {{ epoch_microseconds('engaged_at') }} as at_us,
-        1 as is_event
+        1 as is_event,
+        case when task_type is null then 1 else 0 end as is_unattributed_event
     from engagement_history
     union all
     select
@@ -24,7 +26,8 @@ events_and_probes as (
         item_id,
         task_type,
         requested_at_us as at_us,
-        0 as is_event
+        0 as is_event,
+        0 as is_unattributed_event
     from feature_probes
 ),
 
@@ -35,7 +38,8 @@ engagements_counted as (
         is_event,
         sum(is_event) {{ strictly_before(['item_id']) }} as item_engagements,
         sum(is_event) {{ strictly_before(['item_id'], lookback_us=7 * 86400 * 1000000) }} as item_engagements_7d,
-        sum(is_event) {{ strictly_before(['item_id', 'task_type']) }} as item_canvas_engagements
+        sum(is_event) {{ strictly_before(['item_id', 'task_type']) }} as item_attributed_engagements,
+        sum(is_unattributed_event) {{ strictly_before(['item_id']) }} as item_unattributed_engagements
     from events_and_probes
 ),
 
@@ -45,7 +49,8 @@ final as (
         item_id,
         coalesce(item_engagements, 0) as item_engagements,
         coalesce(item_engagements_7d, 0) as item_engagements_7d,
-        coalesce(item_canvas_engagements, 0) as item_canvas_engagements
+        coalesce(item_attributed_engagements, 0)
+            + coalesce(item_unattributed_engagements, 0) as item_canvas_engagements
     from engagements_counted
     where is_event = 0
 )

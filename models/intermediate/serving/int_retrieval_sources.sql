@@ -1,12 +1,13 @@
 {#- First-stage candidate sources for serving, one row per (source, retrieval key, item) with the
     item's rank within that key; each keeps vars.serving.items_per_source items per key. All use
     engagements strictly before the serving clock:
-      popular_in_canvas    key task_type       most engaged in the canvas over the lookback
+      popular_in_canvas    key task_type       most engaged in the canvas over the lookback (engagements
+                                               without a canvas count for every canvas)
       popular_in_category  key item category   most engaged of the category over the lookback
       coengagement         key source item     most co-engaged items (int_item_pairs), all history
       title_match          key query text      title shares query words; match share, then popularity
       user_categories      key user            popular items of the user's 3 most engaged categories -#}
-{%- set per_source = var('serving', {}).get('items_per_source', 200) -%}
+{%- set per_source = registry_var('serving', {}).get('items_per_source', 200) -%}
 
 with
 
@@ -48,12 +49,30 @@ item_popularity as (
     group by item_id
 ),
 
+canvas_names as (
+    {% for canvas in unirank_registry().canvases %}
+    select cast('{{ canvas.name }}' as {{ dbt.type_string() }}) as task_type
+    {% if not loop.last %}union all{% endif %}
+    {% endfor %}
+),
+
+recent_history_by_canvas as (
+    -- an engagement the log does not attribute to a canvas (task_type NULL) counts for every canvas
+    select
+        canvas_names.task_type,
+        recent_history.item_id
+    from recent_history
+    inner join canvas_names
+        on recent_history.task_type = canvas_names.task_type
+        or recent_history.task_type is null
+),
+
 popular_in_canvas as (
     select
         task_type as retrieval_key,
         item_id,
         row_number() over (partition by task_type order by count(*) desc, item_id) as source_rank
-    from recent_history
+    from recent_history_by_canvas
     group by task_type, item_id
 ),
 

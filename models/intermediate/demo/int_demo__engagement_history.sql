@@ -7,7 +7,7 @@ impressions_graded as (
 ),
 
 items as (
-    select * from {{ ref('int_items') }}
+    select * from {{ ref('int_demo__items') }}
 ),
 
 final as (

@@ -1,0 +1,208 @@
+"""Quality benchmark: unified vs per-canvas models on every dataset, one table per dataset.
+
+For each dataset (demo, movielens, diginetica) it runs the whole pipeline as a user would -
+`dbt build` with `dataset: <name>`, then `train_and_evaluate` with the dataset's training defaults -
+and compares on exactly the same test requests: the unified CatBoost YetiRank model, bespoke
+per-canvas YetiRank models (same features and budget), the unified model without `task_type`,
+popularity, and LightGBM lambdarank on the same features (benchmarks/peers.py). Metrics per
+canvas: NDCG@10, MAP@10, MRR, HitRate@10 with 95% bootstrap intervals over requests, and paired
+intervals for the differences.
+
+Reproduce (installs the bench extra, then ~15-25 min on 2 cores):
+
+    make quality                      # = .venv/bin/python benchmarks/quality.py
+    .venv/bin/python benchmarks/quality.py --datasets movielens   # one dataset
+
+Writes benchmarks/results/quality.{md,json}; warehouses and models go to benchmarks/work/quality/.
+Needs ../shared/data for movielens and diginetica (skipped with a note when absent).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from peers import LIGHTGBM_PARAMS, lightgbm_lambdarank  # noqa: E402
+
+from ranker.build import run_dbt  # noqa: E402
+from ranker.config import load_settings  # noqa: E402
+from ranker.dataset import mart_summary  # noqa: E402
+from ranker.train import TrainParams, evaluation_to_dict, train_and_evaluate  # noqa: E402
+
+DATASETS = ("demo", "movielens", "diginetica")
+DATA_DIRS = {
+    "movielens": ROOT.parent / "shared" / "data" / "movielens-latest-small",
+    "diginetica": ROOT.parent / "shared" / "data" / "diginetica-sample",
+}
+KINDS = ("unified", "bespoke", "no_task", "popularity", "lightgbm")
+METRICS = ("ndcg@10", "map@10", "mrr", "hitrate@10")
+WORK = ROOT / "benchmarks" / "work" / "quality"
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def run_dataset(name: str, threads: int) -> dict[str, Any]:
+    overrides: dict[str, Any] = {"dataset": name}
+    if name in DATA_DIRS:
+        overrides[f"{name}_path"] = str(DATA_DIRS[name])
+    work = WORK / name
+    settings = load_settings(
+        ROOT,
+        overrides,
+        duckdb_path=work / "unirank.duckdb",
+        artifacts_dir=work / "artifacts",
+        reports_dir=work / "reports",
+    )
+    started = time.perf_counter()
+    run_dbt(settings, ["build"], echo=False)
+    build_seconds = time.perf_counter() - started
+    params = TrainParams.from_settings(settings, thread_count=threads, compare=True)
+    result = train_and_evaluate(
+        settings,
+        params,
+        write_reports=False,
+        peers={"lightgbm": lambda tr, va, te, f, c: lightgbm_lambdarank(tr, va, te, f, c, threads)},
+    )
+    splits = [
+        {"task": s.task_type, "split": s.split, "requests": s.requests, "rows": s.rows}
+        for s in mart_summary(settings)
+    ]
+    return {
+        "dataset": name,
+        "model_version": result.version,
+        "build_seconds": round(build_seconds, 1),
+        "timings": {k: round(v, 1) for k, v in result.timings.items()},
+        "params": {
+            k: v for k, v in vars(params).items() if k not in ("compare", "bootstrap_resamples")
+        },
+        "mart": splits,
+        "evaluations": [evaluation_to_dict(e) for e in result.evaluations],
+        "notes": result.notes,
+    }
+
+
+def _cell(interval: dict[str, float] | None) -> str:
+    if interval is None:
+        return "-"
+    return f"{interval['value']:.3f} [{interval['low']:.3f}, {interval['high']:.3f}]"
+
+
+def _verdict(delta: dict[str, float] | None) -> str:
+    if delta is None:
+        return "-"
+    word = "**better**" if delta["low"] > 0 else "worse" if delta["high"] < 0 else "tie"
+    return f"{delta['value']:+.3f} [{delta['low']:+.3f}, {delta['high']:+.3f}] {word}"
+
+
+def write_markdown(report: dict[str, Any]) -> str:
+    lines = [
+        "# Quality: one unified model vs a model per canvas, on three datasets",
+        "",
+        f"Run {report['created_at']} on {report['machine']}, {report['threads']} threads, with "
+        "`.venv/bin/python benchmarks/quality.py`. Test split of each dataset; every model is "
+        "scored on exactly the same test requests; a metric is the mean over requests with a "
+        "positive label, with its 95% bootstrap interval over requests; differences are paired "
+        "(same requests), unified minus the other model: **better** / worse when the interval "
+        "excludes 0, tie otherwise. Models: `unified` CatBoost YetiRank with `task_type`; "
+        "`bespoke` one YetiRank per canvas on that canvas's rows (same features, same budget); "
+        "`no_task` the unified model without `task_type`; `popularity` the item's engagements "
+        "in the canvas before the request; `lightgbm` LightGBM lambdarank on the same features "
+        f"({', '.join(f'{k}={v}' for k, v in LIGHTGBM_PARAMS.items() if k != 'verbose')}, "
+        "early stopping 50 on valid NDCG@10).",
+        "",
+    ]
+    for run in report["runs"]:
+        if "skipped" in run:
+            lines += [f"## {run['dataset']}", "", f"Not run: {run['skipped']}", ""]
+            continue
+        train_requests: dict[str, int] = {}
+        for row in run["mart"]:
+            if row["split"] == "train":
+                train_requests[row["task"]] = row["requests"]
+        lines += [
+            f"## {run['dataset']}",
+            "",
+            f"Model {run['model_version']}; dbt build {run['build_seconds']} s; training and "
+            f"comparison {run['timings'].get('total_seconds', 0)} s. Params: {run['params']}.",
+            "",
+            "| canvas | train requests | test requests | model | "
+            + " | ".join(m.upper() if m == "mrr" else m.replace("@", "@") for m in METRICS)
+            + " |",
+            "| --- | ---: | ---: | --- | " + " | ".join("---:" for _ in METRICS) + " |",
+        ]
+        for evaluation in run["evaluations"]:
+            task = evaluation["task"]
+            if evaluation["skipped"]:
+                lines.append(f"| {task} | | 0 | not evaluated: {evaluation['skipped']} | |")
+                continue
+            trained = sum(train_requests.values()) if task == "all" else train_requests.get(task, 0)
+            for kind in KINDS:
+                if kind not in evaluation["models"]:
+                    continue
+                metrics = evaluation["models"][kind]
+                lines.append(
+                    f"| {task} | {trained:,} | {evaluation['n_requests']:,} | {kind} | "
+                    + " | ".join(_cell(metrics.get(m)) for m in METRICS)
+                    + " |"
+                )
+        lines += [
+            "",
+            "NDCG@10, unified minus each other model (paired 95% interval):",
+            "",
+            "| canvas | " + " | ".join(f"vs {k}" for k in KINDS[1:]) + " |",
+            "| --- | " + " | ".join("---" for _ in KINDS[1:]) + " |",
+        ]
+        for evaluation in run["evaluations"]:
+            if evaluation["skipped"]:
+                continue
+            deltas = evaluation["deltas_vs_unified"]
+            lines.append(
+                f"| {evaluation['task']} | "
+                + " | ".join(_verdict(deltas.get(k, {}).get("ndcg@10")) for k in KINDS[1:])
+                + " |"
+            )
+        if run["notes"]:
+            lines += ["", "Notes: " + "; ".join(run["notes"])]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", nargs="+", choices=DATASETS, default=list(DATASETS))
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    previous: dict[str, Any] = {}
+    json_path = RESULTS / "quality.json"
+    if json_path.exists():  # a partial re-run keeps the other datasets' committed results
+        previous = {r["dataset"]: r for r in json.loads(json_path.read_text())["runs"]}
+    runs = dict(previous)
+    for name in args.datasets:
+        if name in DATA_DIRS and not DATA_DIRS[name].is_dir():
+            runs[name] = {"dataset": name, "skipped": f"data not found at {DATA_DIRS[name]}"}
+            continue
+        print(f"quality: {name} ...", file=sys.stderr)
+        runs[name] = run_dataset(name, args.threads)
+    report = {
+        "created_at": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": f"{platform.machine()}, {platform.python_version()}",
+        "threads": args.threads,
+        "runs": [runs[name] for name in DATASETS if name in runs],
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(report, indent=2) + "\n")
+    (RESULTS / "quality.md").write_text(write_markdown(report))
+    print(RESULTS / "quality.md")
+
+
+if __name__ == "__main__":
+    main()
