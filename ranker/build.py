@@ -66,7 +66,7 @@ def run_dbt(
     env = dict(os.environ, UNIRANK_DUCKDB_PATH=str(settings.duckdb_path))
     env.update(target_environment(settings.project_dir))
     target = target or settings.target
-    if load_target(settings.project_dir, target).engine == "spark":
+    if load_target(settings.project_dir, target, settings.var_overrides).engine == "spark":
         from ranker.spark import require_pyspark
 
         require_pyspark()

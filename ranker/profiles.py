@@ -1,8 +1,9 @@
 """The dbt target the project builds into, read from the committed ``profiles.yml``.
 
-dbt renders ``profiles.yml`` with Jinja (``env_var``); this module renders it the same way, so
-Python knows which engine holds the warehouse (DuckDB or Spark) and starts its own Spark session
-with exactly the parameters dbt uses. Only the small Jinja subset profiles need is supported.
+dbt renders ``profiles.yml`` with Jinja (``env_var``, and ``var`` over the ``--vars`` given on the
+command line: dbt renders profiles before it reads the project's vars); this module renders it
+the same way, so Python knows which engine holds the warehouse (DuckDB or Spark) and starts its
+own Spark session with exactly the parameters dbt uses. Only the small Jinja subset profiles need is supported.
 """
 
 from __future__ import annotations
@@ -65,6 +66,17 @@ def _env_var_from(environment: Mapping[str, str]) -> Any:
     return env_var
 
 
+def _var_from(variables: Mapping[str, Any]) -> Any:
+    def var(name: str, default: Any = None) -> Any:
+        if name in variables:
+            return variables[name]
+        if default is None:
+            raise ProfileError(f"profiles.yml needs the var {name}; pass it with --vars")
+        return default
+
+    return var
+
+
 def _render(value: Any, environment: jinja2.Environment) -> Any:
     if isinstance(value, str):
         return environment.from_string(value).render() if "{" in value else value
@@ -75,9 +87,12 @@ def _render(value: Any, environment: jinja2.Environment) -> Any:
     return value
 
 
-def _environment(variables: Mapping[str, str]) -> jinja2.Environment:
+def _environment(
+    variables: Mapping[str, str], cli_vars: Mapping[str, Any] | None = None
+) -> jinja2.Environment:
     environment = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)
     environment.globals["env_var"] = _env_var_from(variables)
+    environment.globals["var"] = _var_from(cli_vars or {})
     environment.filters["as_number"] = lambda v: v
     environment.filters["as_text"] = lambda v: v
     environment.filters["as_bool"] = lambda v: v
@@ -92,8 +107,12 @@ def _profile_name(project_dir: Path) -> str:
     return str(project.get("profile", DEFAULT_PROFILE))
 
 
-def load_target(project_dir: Path, target: str | None = None) -> Target:
-    """The rendered output ``target`` (or the profile's default target) of profiles.yml."""
+def load_target(
+    project_dir: Path, target: str | None = None, cli_vars: Mapping[str, Any] | None = None
+) -> Target:
+    """The rendered output ``target`` (or the profile's default target) of profiles.yml.
+    ``cli_vars`` are what ``var()`` sees there: the ``--vars`` passed to dbt (for example
+    ``{dataset: movielens}``, which picks that dataset's warehouse)."""
     project_dir = Path(project_dir).resolve()
     path = project_dir / PROFILES_FILE
     if not path.is_file():
@@ -103,7 +122,7 @@ def load_target(project_dir: Path, target: str | None = None) -> Target:
     profile = profiles.get(name)
     if not isinstance(profile, Mapping):
         raise ProfileError(f"{path} has no profile {name!r}")
-    environment = _environment({**os.environ, **target_environment(project_dir)})
+    environment = _environment({**os.environ, **target_environment(project_dir)}, cli_vars)
     target_name = target or str(_render(profile.get("target", "duckdb"), environment))
     outputs = profile.get("outputs") or {}
     if target_name not in outputs:
@@ -119,7 +138,7 @@ def load_target(project_dir: Path, target: str | None = None) -> Target:
 
 def settings_target(settings: Settings) -> Target:
     """The target the settings' warehouse lives in (``settings.target`` or the default)."""
-    return load_target(settings.project_dir, settings.target)
+    return load_target(settings.project_dir, settings.target, settings.var_overrides)
 
 
 def engine(settings: Settings) -> str:

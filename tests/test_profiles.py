@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from ranker.config import load_settings
-from ranker.profiles import ProfileError, engine, load_target
+from ranker.profiles import ProfileError, engine, load_target, settings_target
 from ranker.score import ScoringError, score_candidates
 from ranker.spark import SparkError, session
 
@@ -45,6 +46,27 @@ def test_spark_writes_every_file_under_the_spark_dir(
     monkeypatch.setenv("UNIRANK_SPARK_DIR", "/data/spark")
     moved = load_target(project_dir, "spark").output["server_side_parameters"]
     assert moved["spark.sql.warehouse.dir"] == "/data/spark/tables"
+
+
+def test_each_dataset_has_its_own_warehouse_on_every_target(
+    project_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """profiles.yml reads var('dataset') (the --vars dbt gets): Python renders it the same way."""
+    monkeypatch.delenv("UNIRANK_DUCKDB_PATH", raising=False)
+    monkeypatch.delenv("UNIRANK_SPARK_SCHEMA", raising=False)
+    demo = load_settings(project_dir)
+    movielens = load_settings(project_dir, {"dataset": "movielens"})
+    assert load_target(project_dir, "duckdb").output["path"] == "warehouse/unirank.duckdb"
+    assert (
+        load_target(project_dir, "duckdb", movielens.var_overrides).output["path"]
+        == "warehouse/movielens/unirank.duckdb"
+    )
+    assert movielens.duckdb_path == project_dir / "warehouse/movielens/unirank.duckdb"
+    assert settings_target(dataclasses.replace(demo, target="spark")).output["schema"] == "unirank"
+    assert (
+        settings_target(dataclasses.replace(movielens, target="spark")).output["schema"]
+        == "unirank_movielens"
+    )
 
 
 def test_unknown_target_names_the_known_ones(project_dir: Path) -> None:
