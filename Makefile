@@ -36,7 +36,7 @@ bench: $(STAMP)
 
 # Unified vs per-canvas models on demo, MovieLens and Diginetica (../shared/data): ~20 min.
 quality: $(STAMP)
-	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	$(BIN)/pip install --quiet -e '.[dev,spark,bench]'
 	$(BIN)/python benchmarks/quality.py
 
 clean:
