@@ -454,7 +454,8 @@ def load_settings(
         project_dir=project,
         duckdb_path=_under(project, duckdb_path),
         artifacts_dir=_under(
-            project, artifacts_dir or os.environ.get("UNIRANK_ARTIFACTS_DIR", str("artifacts" / sub))
+            project,
+            artifacts_dir or os.environ.get("UNIRANK_ARTIFACTS_DIR", str("artifacts" / sub)),
         ),
         reports_dir=_under(
             project, reports_dir or os.environ.get("UNIRANK_REPORTS_DIR", str("reports" / sub))
