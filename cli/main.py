@@ -29,10 +29,12 @@ from rich.table import Table
 from ranker import artifacts, evaluate, serve, simulate
 from ranker import build as build_stage
 from ranker import score as score_stage
+from ranker import spark as spark_stage
 from ranker import train as train_stage
 from ranker.config import RegistryError, Settings, load_settings, parse_var_overrides
-from ranker.dataset import DatasetError, mart_summary, quarantine_summary
-from ranker.warehouse import WarehouseError
+from ranker.dataset import DatasetError, location, mart_summary, quarantine_summary
+from ranker.profiles import ProfileError
+from ranker.warehouse import WarehouseError, engine
 
 app = typer.Typer(
     help=(
@@ -58,11 +60,21 @@ KNOWN_ERRORS: tuple[type[Exception], ...] = (
     artifacts.ArtifactError,
     score_stage.ScoringError,
     serve.RecommendError,
+    ProfileError,
+    spark_stage.SparkError,
 )
 
 ProjectDir = Annotated[
     Path,
     typer.Option("--project-dir", help="The unirank dbt project folder (holds dbt_project.yml)."),
+]
+TargetOption = Annotated[
+    str | None,
+    typer.Option(
+        "--target",
+        help="dbt target from profiles.yml the warehouse lives in: duckdb (default) or spark "
+        "(needs `pip install -e '.[spark]'`); default UNIRANK_TARGET or the profile's default.",
+    ),
 ]
 VarsOption = Annotated[
     str | None,
@@ -96,13 +108,14 @@ def _settings(
     project_dir: Path,
     vars_text: str | None,
     extra: dict[str, Any] | None = None,
+    target: str | None = None,
     dataset: str | None = None,
 ) -> Settings:
     overrides = parse_var_overrides(vars_text)
     overrides.update(extra or {})
     if dataset is not None:
         overrides["dataset"] = dataset
-    return load_settings(project_dir, overrides)
+    return load_settings(project_dir, overrides, target=target)
 
 
 @app.callback()
@@ -181,7 +194,7 @@ def build(
     select: Annotated[
         str | None, typer.Option("--select", "-s", help="dbt selection, e.g. 'ranking_examples+'.")
     ] = None,
-    target: Annotated[str | None, typer.Option(help="dbt target from profiles.yml.")] = None,
+    target: TargetOption = None,
     vars_text: VarsOption = None,
     dataset: DatasetOption = None,
     project_dir: ProjectDir = Path("."),
@@ -200,15 +213,20 @@ def build(
                     f"--logs {logs} is not a folder; create one with `unirank-cli generate --out {logs}`"
                 )
             extra = {"demo_source": "parquet", "demo_path": str(logs.resolve())}
-        settings = _settings(project_dir, vars_text, extra, dataset=dataset)
+        settings = _settings(project_dir, vars_text, extra, target=target, dataset=dataset)
         args = ["build"] + (["--select", select] if select else [])
-        build_stage.run_dbt(settings, args, target=target)
-        _print_mart_summary(settings)
+        build_stage.run_dbt(settings, args)
+        try:
+            _print_mart_summary(settings)
+        except (
+            spark_stage.SparkError
+        ) as exc:  # e.g. a Thrift target: dbt built it, Python can't read
+            out.print(f"dbt build succeeded; summary not shown: {escape(str(exc))}")
 
 
 def _print_mart_summary(settings: Settings) -> None:
     summary = mart_summary(settings)
-    table = Table(title=f"ranking_examples in {settings.duckdb_path}")
+    table = Table(title=f"ranking_examples in {location(settings)}")
     for column in ("canvas", "split", "requests", "rows", "positive share"):
         table.add_column(column, justify="left" if column in ("canvas", "split") else "right")
     for row in summary:
@@ -263,19 +281,21 @@ def train(
         typer.Option(help="Also train the per-canvas (bespoke) and no-task models and compare."),
     ] = True,
     reports: Annotated[bool, typer.Option(help="Write the HTML reports.")] = True,
+    target: TargetOption = None,
     vars_text: VarsOption = None,
     dataset: DatasetOption = None,
     project_dir: ProjectDir = Path("."),
 ) -> None:
     """Train one CatBoost YetiRank model for all canvases; evaluate it per canvas; publish it.
 
-    Reads the ranking mart (run `build` first), trains the unified model with early stopping on
-    the valid split, compares it on the test split with a model per canvas, the model without
-    task_type and popularity, writes artifacts/models/<version>/, the model_metrics table and
+    Reads the ranking mart (run `build` first; with --target spark, from Spark through Arrow),
+    trains the unified model with early stopping on the valid split, compares it on the test
+    split with a model per canvas, the model without task_type and popularity, writes
+    artifacts/models/<version>/, the model_metrics table (in the target's warehouse) and
     reports/<version>/, and only then makes the new version current.
     """
     with _known_errors():
-        settings = _settings(project_dir, vars_text, dataset=dataset)
+        settings = _settings(project_dir, vars_text, target=target, dataset=dataset)
         params = train_stage.TrainParams.from_settings(
             settings,
             iterations=iterations,
@@ -364,7 +384,11 @@ def score(
         int, typer.Option(min=1_000, help="Candidates per Arrow batch: bounds memory.")
     ] = 250_000,
     threads: Annotated[
-        int, typer.Option(help="Threads for CatBoost predict and DuckDB (-1 = all cores).")
+        int,
+        typer.Option(
+            help="Threads for CatBoost predict and DuckDB (-1 = all cores; on Spark: CatBoost "
+            "threads per task, -1 = 1)."
+        ),
     ] = -1,
     memory_limit: Annotated[
         str,
@@ -377,6 +401,7 @@ def score(
     samples: Annotated[
         int, typer.Option(min=0, help="Example recommendations to print per canvas.")
     ] = 0,
+    target: TargetOption = None,
     vars_text: VarsOption = None,
     dataset: DatasetOption = None,
     project_dir: ProjectDir = Path("."),
@@ -387,10 +412,15 @@ def score(
     --batch-rows, DuckDB's by --memory-limit), predicts, keeps the top K per context (K
     per canvas in the registry), fills cold contexts from the canvas's fallback chain, and
     publishes <warehouse dir>/cache/current.duckdb atomically: readers see the previous complete
-    cache until the new one is in place; a failed run leaves it untouched.
+    cache until the new one is in place; a failed run leaves it untouched. With --target spark
+    the candidates are scored in parallel Spark tasks and the cache is the Spark view
+    <schema>_cache.recommendations, switched to each new complete generation.
     """
     with _known_errors():
-        settings = _settings(project_dir, vars_text, dataset=dataset)
+        settings = _settings(project_dir, vars_text, target=target, dataset=dataset)
+        if engine(settings) == "spark":
+            _score_on_spark(settings, batch_rows, threads, keep, samples)
+            return
         with Progress(
             TextColumn("scoring"),
             BarColumn(),
@@ -420,6 +450,33 @@ def score(
         )
         if samples:
             _print_samples(settings, samples)
+
+
+def _score_on_spark(
+    settings: Settings, batch_rows: int, threads: int, keep: int, samples: int
+) -> None:
+    from ranker import score_spark
+
+    with console.status("scoring on Spark"):
+        result = score_spark.score_candidates_spark(
+            settings, keep=keep, threads=max(threads, 1), batch_rows=batch_rows
+        )
+    out.print(
+        f"cache {result.cache_table} -> {result.generation}: {result.cache_rows:,} rows for "
+        f"{result.contexts:,} contexts ({result.fallback_rows:,} filled by fallbacks) from "
+        f"{result.candidate_rows:,} candidates, model {result.model_version}, "
+        f"dbt run {result.dbt_invocation_id}, {result.seconds:.1f}s"
+    )
+    if samples:
+        for task, key, items in score_spark.sample_recommendations(settings, samples, k=5):
+            table = Table(title=f"{task} | {key} (from {result.cache_table})")
+            for column in ("rank", "item", "score", "source"):
+                table.add_column(column, justify="right" if column in ("rank", "score") else "left")
+            for rank, item, item_score, source in items:
+                table.add_row(
+                    str(rank), item, "-" if item_score is None else f"{item_score:.3f}", source
+                )
+            out.print(table)
 
 
 def _print_samples(settings: Settings, per_canvas: int) -> None:

@@ -136,7 +136,8 @@ final as (
         serving_contexts.{{ column.name }},
         {% endfor -%}
         candidates_capped.candidate_source,
-        candidates_capped.candidate_rank,
+        {#- row_number() is a bigint on DuckDB, an int on Spark: the contract says bigint. #}
+        cast(candidates_capped.candidate_rank as {{ dbt.type_bigint() }}) as candidate_rank,
         serving_contexts.requested_at
     from candidates_capped
     inner join serving_contexts

@@ -9,5 +9,8 @@
 {% endmacro %}
 
 {% macro spark__timestamp_from_epoch_microseconds(expression) %}
-  cast(timestamp_micros(cast({{ expression }} as bigint)) as timestamp_ntz)
+  {#- A `timestamp`, like every other timestamp of the project on Spark: with the session time
+      zone UTC (profiles.yml) it reads as DuckDB's naive timestamp. `timestamp_ntz` would not
+      match the marts' contracts (data_type timestamp). -#}
+  timestamp_micros(cast({{ expression }} as bigint))
 {% endmacro %}

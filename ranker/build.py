@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ranker.config import Settings
+from ranker.profiles import load_target, target_environment
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +64,12 @@ def run_dbt(
     """Run ``dbt <args>`` for this project; raise :class:`BuildError` if it fails."""
     settings.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, UNIRANK_DUCKDB_PATH=str(settings.duckdb_path))
+    env.update(target_environment(settings.project_dir))
+    target = target or settings.target
+    if load_target(settings.project_dir, target, settings.var_overrides).engine == "spark":
+        from ranker.spark import require_pyspark
+
+        require_pyspark()
     if not (echo and sys.stderr.isatty()):
         env["DBT_USE_COLORS"] = "false"
     command = dbt_command(settings, args, target)

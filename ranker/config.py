@@ -161,6 +161,8 @@ class Settings:
     registry: Registry
     vars: dict[str, Any]
     var_overrides: dict[str, Any]
+    # The dbt target (profiles.yml) the warehouse lives in; None = the profile's default.
+    target: str | None = None
 
 
 def _require(mapping: Mapping[str, Any], key: str, where: str) -> Any:
@@ -425,6 +427,7 @@ def load_settings(
     duckdb_path: Path | str | None = None,
     artifacts_dir: Path | str | None = None,
     reports_dir: Path | str | None = None,
+    target: str | None = None,
 ) -> Settings:
     """Read dbt_project.yml under ``project_dir``, apply overrides, validate, locate the outputs.
 
@@ -432,7 +435,8 @@ def load_settings(
     (warehouse/<dataset>/unirank.duckdb for a dataset other than the demo). Models go to
     ``artifacts/`` (``UNIRANK_ARTIFACTS_DIR``), reports to ``reports/`` (``UNIRANK_REPORTS_DIR``),
     each with a <dataset>/ sub-folder outside the demo; relative paths are relative to the
-    project folder.
+    project folder. ``target`` names the profiles.yml target (``UNIRANK_TARGET``, as dbt reads
+    it; default duckdb).
     """
     project = Path(project_dir).resolve()
     overrides = dict(var_overrides or {})
@@ -450,7 +454,8 @@ def load_settings(
         project_dir=project,
         duckdb_path=_under(project, duckdb_path),
         artifacts_dir=_under(
-            project, artifacts_dir or os.environ.get("UNIRANK_ARTIFACTS_DIR", str("artifacts" / sub))
+            project,
+            artifacts_dir or os.environ.get("UNIRANK_ARTIFACTS_DIR", str("artifacts" / sub)),
         ),
         reports_dir=_under(
             project, reports_dir or os.environ.get("UNIRANK_REPORTS_DIR", str("reports" / sub))
@@ -458,6 +463,7 @@ def load_settings(
         registry=registry,
         vars=variables,
         var_overrides=overrides,
+        target=target or os.environ.get("UNIRANK_TARGET") or None,
     )
 
 

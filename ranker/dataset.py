@@ -12,8 +12,9 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from ranker import warehouse
 from ranker.config import Registry, Settings
-from ranker.warehouse import WarehouseError, connect, relation_exists
+from ranker.warehouse import WarehouseError
 
 logger = logging.getLogger(__name__)
 
@@ -43,26 +44,35 @@ class QuarantineCount:
     quarantined_share: float
 
 
-def _require_relation(settings: Settings, name: str) -> None:
-    with connect(settings.duckdb_path) as con:
-        if not relation_exists(con, name):
-            raise DatasetError(
-                f"table {name} is not in {settings.duckdb_path}; run `unirank-cli build` first"
-            )
+def location(settings: Settings) -> str:
+    """Where the warehouse is, for messages: the DuckDB file or the Spark target."""
+    if warehouse.engine(settings) == "spark":
+        return f"the Spark target {settings.target or 'spark'}"
+    return str(settings.duckdb_path)
+
+
+def _require_relation(settings: Settings, name: str) -> list[str]:
+    columns = warehouse.relation_columns(settings, name)
+    if columns is None:
+        target = f" --target {settings.target}" if settings.target else ""
+        raise DatasetError(
+            f"table {name} is not in {location(settings)}; run `unirank-cli build{target}` first"
+        )
+    return columns
 
 
 def mart_summary(settings: Settings) -> list[SplitCount]:
     """Requests, rows and share of positive rows per canvas and split of the ranking mart."""
     _require_relation(settings, MART)
-    with connect(settings.duckdb_path) as con:
-        rows = con.execute(
-            f"""
-            select task_type, split, count(distinct request_id), count(*), avg(case when label > 0 then 1.0 else 0.0 end)
-            from {MART}
-            group by task_type, split
-            order by task_type, case split when 'train' then 0 when 'valid' then 1 else 2 end
-            """
-        ).fetchall()
+    rows = warehouse.fetchall(
+        settings,
+        f"""
+        select task_type, split, count(distinct request_id), count(*), avg(case when label > 0 then 1.0 else 0.0 end)
+        from {MART}
+        group by task_type, split
+        order by task_type, case split when 'train' then 0 when 'valid' then 1 else 2 end
+        """,
+    )
     return [SplitCount(str(t), str(s), int(r), int(n), float(p)) for t, s, r, n, p in rows]
 
 
@@ -72,11 +82,11 @@ def quarantine_summary(settings: Settings) -> list[QuarantineCount]:
         _require_relation(settings, "quarantine_summary")
     except DatasetError:
         return []
-    with connect(settings.duckdb_path) as con:
-        rows = con.execute(
-            "select source_table, total_rows, quarantined_rows, quarantined_share "
-            "from quarantine_summary order by source_table"
-        ).fetchall()
+    rows = warehouse.fetchall(
+        settings,
+        "select source_table, total_rows, quarantined_rows, quarantined_share "
+        "from quarantine_summary order by source_table",
+    )
     return [QuarantineCount(str(t), int(n), int(q), float(s)) for t, n, q, s in rows]
 
 
@@ -102,29 +112,26 @@ class RankingData:
 
 
 def load_ranking_data(settings: Settings, relation: str = MART) -> RankingData:
-    """Load the mart's keys, label and registry features; check what training relies on."""
+    """Load the mart's keys, label and registry features; check what training relies on.
+
+    On either engine the rows arrive as Arrow (on Spark: record batches shipped to the driver),
+    ordered by request, and become one pandas frame: training is single-node, so the mart (or
+    the stratified sample of it the registry's budget keeps) must fit in this machine's memory.
+    """
     registry = settings.registry
-    _require_relation(settings, relation)
-    with connect(settings.duckdb_path) as con:
-        present = [
-            row[0]
-            for row in con.execute(
-                "select column_name from information_schema.columns where table_name = ?",
-                [relation],
-            ).fetchall()
-        ]
-        wanted = list(dict.fromkeys([*KEY_COLUMNS, *registry.features.all]))
-        missing = [c for c in wanted if c not in present]
-        if missing:
-            raise DatasetError(
-                f"{relation} lacks column(s) {missing} that training needs (keys "
-                f"{list(KEY_COLUMNS)} and vars.model_features); rebuild it with "
-                "`unirank-cli build` or fix vars.model_features"
-            )
-        columns = ", ".join(f'"{c}"' for c in wanted)
-        table = con.sql(
-            f"select {columns} from {relation} order by request_id, item_id"
-        ).to_arrow_table()
+    present = _require_relation(settings, relation)
+    wanted = list(dict.fromkeys([*KEY_COLUMNS, *registry.features.all]))
+    missing = [c for c in wanted if c not in present]
+    if missing:
+        raise DatasetError(
+            f"{relation} lacks column(s) {missing} that training needs (keys "
+            f"{list(KEY_COLUMNS)} and vars.model_features); rebuild it with "
+            "`unirank-cli build` or fix vars.model_features"
+        )
+    columns = ", ".join(warehouse.quote(settings, c) for c in wanted)
+    table = warehouse.fetch_arrow(
+        settings, f"select {columns} from {relation} order by request_id, item_id"
+    )
     frame = table.to_pandas()
     validate_frame(frame, registry)
     logger.info(
@@ -194,6 +201,7 @@ __all__ = [
     "SplitCount",
     "WarehouseError",
     "load_ranking_data",
+    "location",
     "mart_summary",
     "quarantine_summary",
 ]

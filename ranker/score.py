@@ -50,7 +50,7 @@ from ranker import artifacts
 from ranker.config import Settings
 from ranker.dataset import DatasetError
 from ranker.serve import CURRENT_LINK, cache_dir, fallback_key_kind
-from ranker.warehouse import attach, relation_exists
+from ranker.warehouse import attach, engine, relation_exists
 
 logger = logging.getLogger(__name__)
 
@@ -127,8 +127,14 @@ def score_candidates(
     plus one batch) and, at the end, the cache rows being written; plus the interpreter,
     libraries and model. None of it grows with the number of candidates per context; the top-K
     buffer and the final rows grow with the cache itself (contexts x K). ``threads`` is used by
-    CatBoost and DuckDB alike (-1 = all cores).
+    CatBoost and DuckDB alike (-1 = all cores). A Spark target is scored by
+    ``ranker.score_spark.score_candidates_spark`` instead: this function refuses it.
     """
+    if engine(settings) == "spark":
+        raise ScoringError(
+            "the settings' target is a Spark target: score it with "
+            "ranker.score_spark.score_candidates_spark (`unirank-cli score --target spark`)"
+        )
     started = time.perf_counter()
     stages = _Stages()
     with stages("load model"):

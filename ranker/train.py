@@ -34,7 +34,7 @@ from catboost import CatBoostError, CatBoostRanker, Pool
 from ranker import artifacts, evaluate
 from ranker.config import Settings
 from ranker.dataset import RankingData, load_ranking_data
-from ranker.warehouse import connect
+from ranker.warehouse import connect, engine
 
 logger = logging.getLogger(__name__)
 
@@ -555,6 +555,10 @@ def write_model_metrics(
         for kind, scores in e.models.items()
         for metric, iv in scores.metrics.items()
     ]
+    if engine(settings) == "spark":
+        from ranker import spark
+
+        return spark.write_model_metrics(settings, version, rows)
     with connect(settings.duckdb_path, read_only=False) as con:
         con.execute(
             """

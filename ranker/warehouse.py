@@ -1,11 +1,17 @@
-"""The one place that opens DuckDB connections to the warehouse file."""
+"""The one place that opens DuckDB connections to the warehouse file, and engine-neutral reads
+that run the same SQL on DuckDB or on a Spark target (ranker.spark)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import duckdb
+import pyarrow as pa
+
+from ranker import profiles
+from ranker.config import Settings
 
 
 class WarehouseError(RuntimeError):
@@ -57,3 +63,57 @@ def relation_exists(
         params.append(catalog)
     row = connection.execute(sql, params).fetchall()[0]
     return bool(row and row[0])
+
+
+# Engine-neutral reads: the same SQL text on the settings' target, DuckDB (the warehouse file) or
+# Spark (the target's session, its schema current). Used for the mart and its summaries.
+
+
+def engine(settings: Settings) -> str:
+    """``duckdb`` or ``spark``: where the settings' warehouse lives (profiles.yml target)."""
+    return profiles.engine(settings)
+
+
+def quote(settings: Settings, identifier: str) -> str:
+    """A quoted column name in the settings' engine (Spark quotes with backticks)."""
+    if engine(settings) == "spark":
+        return "`" + identifier.replace("`", "``") + "`"
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def relation_columns(settings: Settings, name: str) -> list[str] | None:
+    """Column names of table or view ``name``, or None if the warehouse has no such relation."""
+    if engine(settings) == "spark":
+        from ranker import spark
+
+        return spark.relation_columns(spark.session(settings), name)
+    with connect(settings.duckdb_path) as con:
+        if not relation_exists(con, name):
+            return None
+        return [
+            str(row[0])
+            for row in con.execute(
+                "select column_name from information_schema.columns where table_name = ? "
+                "order by ordinal_position",
+                [name],
+            ).fetchall()
+        ]
+
+
+def fetchall(settings: Settings, sql: str) -> list[tuple[Any, ...]]:
+    if engine(settings) == "spark":
+        from ranker import spark
+
+        return spark.fetchall(spark.session(settings), sql)
+    with connect(settings.duckdb_path) as con:
+        return con.execute(sql).fetchall()
+
+
+def fetch_arrow(settings: Settings, sql: str) -> pa.Table:
+    """The result of ``sql`` as one Arrow table, without Python rows on either engine."""
+    if engine(settings) == "spark":
+        from ranker import spark
+
+        return spark.fetch_arrow(spark.session(settings), sql)
+    with connect(settings.duckdb_path) as con:
+        return con.sql(sql).to_arrow_table()

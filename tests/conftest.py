@@ -46,6 +46,18 @@ def _dbt_paths_outside_project(tmp_path_factory: pytest.TempPathFactory) -> Iter
             os.environ[key] = value
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _spark_files_outside_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Spark (the `spark` target) keeps its metastore, tables and derby.log in a temp folder."""
+    saved = os.environ.get("UNIRANK_SPARK_DIR")
+    os.environ["UNIRANK_SPARK_DIR"] = str(tmp_path_factory.mktemp("spark"))
+    yield
+    if saved is None:
+        os.environ.pop("UNIRANK_SPARK_DIR", None)
+    else:
+        os.environ["UNIRANK_SPARK_DIR"] = saved
+
+
 def copy_project(destination: Path) -> Path:
     """A copy of the dbt project (no venv, no data) that a test may change."""
     destination.mkdir(parents=True, exist_ok=True)

@@ -195,9 +195,7 @@ def test_each_dataset_has_its_own_canvases_and_folders(project_dir: Path) -> Non
     movielens = load_settings(project_dir, {"dataset": "movielens"})
     diginetica = load_settings(project_dir, {"dataset": "diginetica"})
     assert demo.registry.dataset == "demo"
-    assert movielens.registry.canvas(
-        "home"
-    ).label_model == "int_movielens__home_labels"
+    assert movielens.registry.canvas("home").label_model == "int_movielens__home_labels"
     assert "search" not in diginetica.registry.canvas_names  # the sample has no queries
     assert movielens.registry.split.test_from.isoformat() == "2017-01-01"
     # a dataset never shares a warehouse, a model pointer or reports with another
@@ -212,14 +210,21 @@ def test_registry_key_precedence_is_vars_then_dataset_block_then_top_level() -> 
         "split": {"valid_from": "2026-01-01", "test_from": "2026-02-01"},
         "stratification": {"strategy": "traffic", "budget": 10, "seed": 1},
         "dataset": "demo",
-        "datasets": {"demo": {}, "logs": {"split": {"valid_from": "2016-01-01", "test_from": "2017-01-01"}}},
+        "datasets": {
+            "demo": {},
+            "logs": {"split": {"valid_from": "2016-01-01", "test_from": "2017-01-01"}},
+        },
     }
     assert resolve_dataset_vars(project)["split"]["valid_from"] == "2026-01-01"
     chosen = resolve_dataset_vars(project, {"dataset": "logs"})
-    assert chosen["split"]["valid_from"] == "2016-01-01"  # the dataset block wins over the top level
+    # the dataset block wins over the top level
+    assert chosen["split"]["valid_from"] == "2016-01-01"
     assert chosen["stratification"]["budget"] == 10  # a key the block does not set: top level
     given_split = {"valid_from": "2015-01-01", "test_from": "2015-06-01"}
-    assert resolve_dataset_vars(project, {"dataset": "logs", "split": given_split})["split"] == given_split
+    assert (
+        resolve_dataset_vars(project, {"dataset": "logs", "split": given_split})["split"]
+        == given_split
+    )
 
 
 @pytest.mark.parametrize(

@@ -153,6 +153,20 @@ def test_stratified_union_matches_python_and_keeps_requests_whole(
     assert _kept_requests(warehouse_copy) == kept
 
 
+def test_union_unit_tests_keep_their_vars_under_command_line_vars(
+    demo_warehouse: Settings, warehouse_copy: Path
+) -> None:
+    """The union's unit tests pin stratification and canvases with `overrides: vars`. A build
+    with --vars for the same keys (another budget, as the Spark equivalence test passes) must
+    not replace them: dbt gives a unit test's overrides precedence, and so must registry_var."""
+    overrides = {"stratification": {"strategy": "traffic", "budget": 600, "seed": 1}}
+    settings = load_settings(demo_warehouse.project_dir, overrides, duckdb_path=warehouse_copy)
+    result = run_dbt(
+        settings, ["test", "--select", "int_labels_unioned,test_type:unit"], echo=False
+    )
+    assert result.output.count(" PASS int_labels_unioned::union_") == 4, result.output
+
+
 @pytest.mark.parametrize(
     ("registry_vars", "expected"),
     [

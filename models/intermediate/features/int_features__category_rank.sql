@@ -60,7 +60,7 @@ engagements_before_period as (
         item_periods.period_start,
         coalesce(sum(engagements_per_period.engagements) over (
             partition by item_periods.item_id
-            order by item_periods.period_start
+            order by item_periods.period_start nulls first
             rows between unbounded preceding and 1 preceding
         ), 0) as engagements_before
     from item_periods
