@@ -126,6 +126,14 @@ class _CatalogueItem:
     recent_engagements: Any
 
 
+@dataclass(frozen=True)
+class _CachedRows:
+    spans: dict[tuple[str, str], tuple[int, int]]  # (task, context key) -> rows [start, stop)
+    item_id: Any  # Arrow arrays, rank order within a span
+    score: Any
+    source: Any
+
+
 class CacheReader:
     """A read-only connection to one published cache generation, and what fallback lookups
     need from it, loaded once on first use (the file never changes): the item catalogue, an
@@ -145,7 +153,7 @@ class CacheReader:
         ).fetchall()[0]
         self.model_version, self.generated_at = info if info else (None, None)
         self.lock = threading.Lock()
-        self._cached_keys: dict[str, set[str]] | None = None
+        self._cached: _CachedRows | None = None
         self._catalogue: dict[str, _CatalogueItem] | None = None
         self._title_words: dict[str, list[str]] | None = None
         self._fallback_keys: dict[str, set[str]] | None = None
@@ -154,16 +162,35 @@ class CacheReader:
     def close(self) -> None:
         self.connection.close()
 
+    def cached_rows(self) -> _CachedRows:
+        """The cache's rows as Arrow columns in (task_type, context_key, rank) order, and each
+        context's row span: a cached lookup is a dict get and a slice, not a scan (DuckDB's
+        string statistics cannot prune a table on keys with long common prefixes)."""
+        if self._cached is None:
+            table = self.connection.sql(
+                "select item_id, score, source from recommendations "
+                "order by task_type, context_key, rank"
+            ).to_arrow_table()
+            contexts = self.connection.execute(
+                "select task_type, context_key, count(*) from recommendations "
+                "group by task_type, context_key order by task_type, context_key"
+            ).fetchall()
+            spans: dict[tuple[str, str], tuple[int, int]] = {}
+            start = 0
+            for task, key, rows in contexts:
+                spans[(str(task), str(key))] = (start, start + rows)
+                start += rows
+            self._cached = _CachedRows(
+                spans,
+                table.column("item_id").combine_chunks(),
+                table.column("score").combine_chunks(),
+                table.column("source").combine_chunks(),
+            )
+        return self._cached
+
     def is_cached(self, task: str, key: str) -> bool:
         """Whether the cache has rows for (task, key): an unseen context needs no query."""
-        if self._cached_keys is None:
-            keys: dict[str, set[str]] = {}
-            for cached_task, context_key in self.connection.execute(
-                "select distinct task_type, context_key from recommendations"
-            ).fetchall():
-                keys.setdefault(cached_task, set()).add(context_key)
-            self._cached_keys = keys
-        return key in self._cached_keys.get(task, ())
+        return (task, key) in self.cached_rows().spans
 
     def catalogue(self) -> dict[str, _CatalogueItem]:
         if self._catalogue is None:
@@ -304,25 +331,24 @@ def _lookup(
     reader: CacheReader, canvas: Canvas, key: str, k: int, country: str | None
 ) -> Recommendations:
     assert canvas.serving is not None
-    con = reader.connection
-    country_filter = (
-        ""
-        if country is None
-        else " and item_id in (select item_id from item_catalogue where position('|' || ?::varchar || '|' in '|' || available_countries || '|') > 0)"
-    )
-    params: list[Any] = [canvas.name, key] + ([country] if country is not None else []) + [k]
-    rows = (
-        con.execute(
-            "select rank, item_id, score, source from recommendations "
-            f"where task_type = ?::varchar and context_key = ?::varchar{country_filter} order by rank limit ?",
-            params,
-        ).fetchall()
-        if reader.is_cached(canvas.name, key)
-        else []
-    )
+    cached = reader.cached_rows()
+    span = cached.spans.get((canvas.name, key))
+    rows: list[tuple[str, Any, str]] = []
+    if span is not None:
+        start, stop = span
+        for item_id, score, source in zip(
+            cached.item_id[start:stop].to_pylist(),
+            cached.score[start:stop].to_pylist(),
+            cached.source[start:stop].to_pylist(),
+            strict=True,
+        ):
+            if reader.available(str(item_id), country):
+                rows.append((str(item_id), score, str(source)))
+                if len(rows) == k:
+                    break
     items = [
-        Recommendation(i + 1, str(r[1]), None if r[2] is None else float(r[2]), str(r[3]))
-        for i, r in enumerate(rows)
+        Recommendation(i + 1, item_id, None if score is None else float(score), source)
+        for i, (item_id, score, source) in enumerate(rows)
     ]
     answered_by = "cache" if items else ""
     if len(items) < k:

@@ -60,6 +60,34 @@ def test_cached_context_returns_the_cache_in_rank_order(
     assert result.model_version is not None
 
 
+def test_cached_lookups_answer_what_the_sql_answers(served_project: Settings) -> None:
+    """The reader's in-memory spans give, for every cached context, the rows the plain SQL over
+    the cache gives (rank order, scores, sources), also with a country filter."""
+    contexts = _cache(
+        served_project, "select distinct task_type, context_key from recommendations order by all"
+    )
+    assert len(contexts) > 20
+    sql = (
+        "select item_id, score, source from recommendations "
+        "where task_type = ? and context_key = ? {country} order by rank limit ?"
+    )
+    country_filter = (
+        "and item_id in (select item_id from item_catalogue "
+        "where position('|' || ? || '|' in '|' || available_countries || '|') > 0)"
+    )
+    for task, key in contexts:
+        for country in (None, "DE"):
+            expected = _cache(
+                served_project,
+                sql.format(country="" if country is None else country_filter),
+                [task, key] + ([] if country is None else [country]) + [5],
+            )
+            cached = [tuple(r) for r in expected]
+            result = recommend(task, key, k=5, country=country, settings=served_project)
+            head = [(r.item_id, r.score, r.source) for r in result.items[: len(cached)]]
+            assert head == cached, (task, key, country)
+
+
 def test_unknown_user_is_answered_by_the_home_fallback(served_project: Settings) -> None:
     result = recommend("home", "a-user-never-seen", k=7, settings=served_project)
     assert result.answered_by == "popular_in_canvas"
