@@ -1,5 +1,6 @@
-"""Run one command and report its wall time and peak memory (max RSS of the process tree's
-largest process) as JSON on the last line of stdout. Used by the benchmarks, never by tests."""
+"""Run one command and report its wall time, CPU seconds (user + system, all its processes) and
+peak memory (max RSS of the process tree's largest process) as JSON on the last line of stdout.
+Used by the benchmarks, never by tests."""
 
 from __future__ import annotations
 
@@ -20,13 +21,14 @@ def main() -> int:
         command, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )
     wall = time.perf_counter() - started
-    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     print(
         json.dumps(
             {
                 "returncode": completed.returncode,
                 "wall_seconds": round(wall, 2),
-                "peak_rss_mib": round(peak_kib / 1024, 1),
+                "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 2),
+                "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
                 "stderr_tail": completed.stderr[-2000:] if completed.returncode else "",
             }
         )

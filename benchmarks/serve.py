@@ -51,19 +51,6 @@ ROWS, CAP, TRAIN_ROWS = 10_000_000, 215, 1_000_000
 
 # benchmarks/measure.py plus the child's CPU seconds (user + system, all its threads): with
 # other jobs on the 2 cores, wall time depends on their load, CPU time much less.
-MEASURE_SCRIPT = """
-import json, resource, subprocess, sys, time
-started = time.perf_counter()
-completed = subprocess.run(sys.argv[1:], check=False, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.PIPE, text=True)
-wall = time.perf_counter() - started
-usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-print(json.dumps({"returncode": completed.returncode, "wall_seconds": round(wall, 2),
-                  "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 2),
-                  "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
-                  "stderr_tail": completed.stderr[-2000:] if completed.returncode else ""}))
-"""
-
 # One in-process scoring run: its stage timings (wall and CPU).
 STAGES_SCRIPT = """
 import json, sys
@@ -111,7 +98,7 @@ def _load_average() -> float:
 def _measured(command: list[str], env: dict[str, str]) -> dict[str, Any]:
     load = _load_average()
     completed = subprocess.run(
-        [sys.executable, "-c", MEASURE_SCRIPT, *command],
+        [sys.executable, str(ROOT / "benchmarks" / "measure.py"), *command],
         cwd=ROOT,
         env=env,
         check=True,
