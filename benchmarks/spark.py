@@ -144,7 +144,11 @@ def run(rows: int) -> dict[str, Any]:
     )
     overrides = {"demo_source": "parquet", "demo_path": str(logs)}
     vars_text = json.dumps(overrides)
-    result: dict[str, Any] = {"rows_requested": rows}
+    result: dict[str, Any] = {
+        "rows_requested": rows,
+        "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "load_average_before": round(os.getloadavg()[0], 2),
+    }
     for engine in ("duckdb", "spark"):
         build = measure(dbt(["build"], engine, overrides), env)
         load = measure([sys.executable, "-c", LOAD_MART, str(ROOT), engine], env)
@@ -212,7 +216,6 @@ def write_report(runs: list[dict[str, Any]]) -> None:
     import pyspark
 
     measured_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    load = os.getloadavg()
     report = {
         "benchmark": "DuckDB vs Spark local mode (dbt build, mart load, scoring), one machine",
         "measured_at": measured_at,
@@ -221,7 +224,6 @@ def write_report(runs: list[dict[str, Any]]) -> None:
             "python": platform.python_version(),
             "duckdb": duckdb.__version__,
             "pyspark": pyspark.__version__,
-            "load_average_at_end": [round(x, 2) for x in load],
         },
         "runs": runs,
     }
@@ -232,7 +234,8 @@ def write_report(runs: list[dict[str, Any]]) -> None:
         f"Measured {measured_at} on {os.cpu_count()} CPUs, DuckDB {duckdb.__version__}, "
         f"PySpark {pyspark.__version__} (`local[*]`, driver memory 4g), Java 17. Each step is its "
         "own process, wall time; Spark's include starting its session. Reproduce: "
-        "`.venv/bin/python benchmarks/spark.py`.",
+        "`.venv/bin/python benchmarks/spark.py` (`--rows N ...` re-measures those sizes and keeps "
+        "the others' committed results).",
         "",
         "| impressions | mart rows | candidates | step | DuckDB (s) | Spark (s) | Spark / DuckDB |",
         "| ---: | ---: | ---: | --- | ---: | ---: | ---: |",
@@ -251,13 +254,14 @@ def write_report(runs: list[dict[str, Any]]) -> None:
             )
     lines += [
         "",
-        "| impressions | Spark session start (s) | dbt build peak RSS DuckDB / Spark (MiB) | score peak RSS DuckDB / Spark (MiB) |",
-        "| ---: | ---: | ---: | ---: |",
+        "| impressions | measured at | load average before | Spark session start (s) | dbt build peak RSS DuckDB / Spark (MiB) | score peak RSS DuckDB / Spark (MiB) |",
+        "| ---: | --- | ---: | ---: | ---: | ---: |",
     ]
     for r in runs:
         d, s = r["duckdb"], r["spark"]
         lines.append(
-            f"| {r['impressions']:,} | {s['spark_start_seconds']} | "
+            f"| {r['impressions']:,} | {r.get('measured_at', measured_at)} | "
+            f"{r.get('load_average_before', '-')} | {s['spark_start_seconds']} | "
             f"{d['dbt_build_peak_rss_mib']} / {s['dbt_build_peak_rss_mib']} | "
             f"{d['score_peak_rss_mib']} / {s['score_peak_rss_mib']} |"
         )
@@ -280,8 +284,9 @@ def write_report(runs: list[dict[str, Any]]) -> None:
             )
     lines += [
         "",
-        f"Load average when the run ended: {', '.join(f'{x:.1f}' for x in load)} (other work on "
-        "the machine inflates both engines' times; the ratio is the figure to read).",
+        "Peak RSS is of the whole process tree (for Spark: Python, the JVM and its Python "
+        "workers). A load average above about 0.5 before a size means other work shared the "
+        "cores: both engines' times are inflated, the ratio less so.",
     ]
     (RESULTS / "spark.md").write_text("\n".join(lines) + "\n")
 
@@ -294,12 +299,16 @@ def main() -> None:
     args = parser.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    runs = []
+    committed = RESULTS / "spark.json"
+    runs = {  # other sizes' committed results are kept
+        r["rows_requested"]: r
+        for r in (json.loads(committed.read_text())["runs"] if committed.exists() else [])
+    }
     for rows in args.rows:
         print(f"benchmarking DuckDB and Spark at {rows:,} impression rows ...", flush=True)
-        runs.append(run(rows))
-        print(json.dumps(runs[-1]), flush=True)
-    write_report(runs)
+        runs[rows] = run(rows)
+        print(json.dumps(runs[rows]), flush=True)
+        write_report([runs[r] for r in sorted(runs)])  # a later size's failure loses nothing
 
 
 if __name__ == "__main__":
