@@ -9,6 +9,10 @@ unified and bespoke per canvas and the paired 95% interval of their difference.
     .venv/bin/python benchmarks/variations.py --dataset diginetica \\
         base='{}' depth8='{"depth": 8}' ctr='{"one_hot_max_size": 1}' \\
         all_negatives='{"max_negatives_per_request": null}'
+
+With ``--split valid`` the models are compared on the valid split instead (the split early
+stopping also watches; the test split is not touched), which is where a per-dataset setting is
+chosen before its test numbers are looked at.
 """
 
 from __future__ import annotations
@@ -24,13 +28,22 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ranker.config import load_settings  # noqa: E402
-from ranker.train import TrainParams, evaluation_to_dict, train_and_evaluate  # noqa: E402
+from ranker import evaluate  # noqa: E402
+from ranker.config import Settings, load_settings  # noqa: E402
+from ranker.dataset import load_ranking_data  # noqa: E402
+from ranker.train import (  # noqa: E402
+    TrainParams,
+    evaluation_to_dict,
+    fit_ranker,
+    train_and_evaluate,
+)
 
 WORK = ROOT / "benchmarks" / "work" / "quality"
 
 
-def run_variation(dataset: str, name: str, changes: dict[str, object], work: Path) -> dict:
+def run_variation(
+    dataset: str, name: str, changes: dict[str, object], work: Path, split: str = "test"
+) -> dict:
     with tempfile.TemporaryDirectory() as scratch:
         warehouse = Path(scratch) / "unirank.duckdb"
         shutil.copy(work / dataset / "unirank.duckdb", warehouse)
@@ -42,11 +55,13 @@ def run_variation(dataset: str, name: str, changes: dict[str, object], work: Pat
             reports_dir=Path(scratch) / "reports",
         )
         params = TrainParams.from_settings(settings, thread_count=2, compare=True)
-        result = train_and_evaluate(
-            settings, dataclasses.replace(params, **changes), write_reports=False
-        )
-    out: dict = {"dataset": dataset, "variation": name, "changes": changes}
-    for evaluation in map(evaluation_to_dict, result.evaluations):
+        params = dataclasses.replace(params, **changes)
+        if split == "valid":
+            evaluations = _compare_on_valid(settings, params)
+        else:
+            evaluations = train_and_evaluate(settings, params, write_reports=False).evaluations
+    out: dict = {"dataset": dataset, "variation": name, "changes": changes, "split": split}
+    for evaluation in map(evaluation_to_dict, evaluations):
         if evaluation["skipped"]:
             continue
         models, delta = evaluation["models"], evaluation["deltas_vs_unified"]["bespoke"]["ndcg@10"]
@@ -58,17 +73,51 @@ def run_variation(dataset: str, name: str, changes: dict[str, object], work: Pat
     return out
 
 
+def _compare_on_valid(settings: Settings, params: TrainParams) -> list[evaluate.TaskEvaluation]:
+    """Unified vs bespoke, both early-stopped on valid, scored on valid (test untouched)."""
+    data = load_ranking_data(settings)
+    train, valid = data.split("train"), data.split("valid")
+    features, categorical = data.features, data.categorical
+    unified = fit_ranker("unified", train, valid, features, categorical, params)
+    evaluations = []
+    for task in sorted(valid["task_type"].unique()):
+        rows = valid[valid["task_type"] == task]
+        bespoke = fit_ranker(
+            f"bespoke:{task}",
+            train[train["task_type"] == task],
+            rows,
+            features,
+            categorical,
+            params,
+        )
+        evaluations.append(
+            evaluate.compare_models(
+                task,
+                rows["label"].to_numpy(dtype=float),
+                rows["request_id"].to_numpy(),
+                {"unified": unified.predict(rows), "bespoke": bespoke.predict(rows)},
+                n_resamples=params.bootstrap_resamples,
+                seed=params.random_seed,
+            )
+        )
+    return evaluations
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--dataset", required=True)
     parser.add_argument("--work", type=Path, default=WORK, help="the quality benchmark's folder")
+    parser.add_argument(
+        "--split", choices=("test", "valid"), default="test", help="where the models are compared"
+    )
     parser.add_argument("variations", nargs="+", help="name=JSON of TrainParams changes")
     args = parser.parse_args()
     for spec in args.variations:
         name, _, changes = spec.partition("=")
-        print(json.dumps(run_variation(args.dataset, name, json.loads(changes), args.work)))
+        result = run_variation(args.dataset, name, json.loads(changes), args.work, args.split)
+        print(json.dumps(result), flush=True)
 
 
 if __name__ == "__main__":

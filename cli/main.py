@@ -275,6 +275,13 @@ def train(
             min=1, max=255, help="One-hot categoricals with at most N values (instead of CTRs)."
         ),
     ] = None,
+    canvas_weights: Annotated[
+        str | None,
+        typer.Option(
+            help="Weight of each canvas's requests: none (by request count), sqrt, or "
+            "balanced (every canvas the same in total)."
+        ),
+    ] = None,
     threads: Annotated[int | None, typer.Option(help="CPU threads (-1 = all).")] = None,
     compare: Annotated[
         bool,
@@ -306,6 +313,7 @@ def train(
             max_negatives_per_request=max_negatives,
             yetirank_permutations=yetirank_permutations,
             one_hot_max_size=one_hot_max_size,
+            canvas_weights=canvas_weights,
             thread_count=threads,
         )
         params = dataclasses.replace(params, compare=compare)

@@ -53,6 +53,10 @@ class TrainingError(RuntimeError):
     """Training could not produce a model; the message says which model and why."""
 
 
+# canvas_weights: the exponent of a canvas's share of the requests in its requests' weight.
+CANVAS_WEIGHTS: dict[str, float] = {"none": 0.0, "sqrt": 0.5, "balanced": 1.0}
+
+
 @dataclass(frozen=True)
 class TrainParams:
     """CatBoost YetiRank hyper-parameters and the levers that make it fast.
@@ -75,6 +79,10 @@ class TrainParams:
     early_stopping_rounds: int = 50
     metric_period: int = 10
     max_negatives_per_request: int | None = None
+    # How much each canvas's requests count in the loss and in the early-stopping metric:
+    # "none" (every request 1: canvases count by their number of requests), "sqrt" (a canvas's
+    # requests weigh 1/sqrt(its share)), "balanced" (every canvas counts the same in total).
+    canvas_weights: str = "none"
     thread_count: int = -1
     random_seed: int = 0
     bootstrap_resamples: int = 1000
@@ -111,6 +119,10 @@ class TrainParams:
             )
         if self.max_negatives_per_request is not None and self.max_negatives_per_request < 1:
             raise TrainingError("max_negatives_per_request must be >= 1 (or unset to keep all)")
+        if self.canvas_weights not in CANVAS_WEIGHTS:
+            raise TrainingError(
+                f"canvas_weights must be one of {list(CANVAS_WEIGHTS)}, got {self.canvas_weights!r}"
+            )
         if self.yetirank_permutations < 1:
             raise TrainingError(
                 f"yetirank_permutations must be >= 1, got {self.yetirank_permutations}"
@@ -173,6 +185,7 @@ def _pool(
     features: Sequence[str],
     categorical: Sequence[str],
     with_label: bool = False,
+    canvas_weights: str = "none",
 ) -> Pool:
     data = frame[list(features)].copy()
     for column in categorical:
@@ -181,8 +194,23 @@ def _pool(
         data=data,
         label=frame["label"].to_numpy(dtype=float) if with_label else None,
         group_id=frame["request_id"].to_numpy() if with_label else None,
+        group_weight=request_weights(frame, canvas_weights) if with_label else None,
         cat_features=[c for c in features if c in categorical],
     )
+
+
+def request_weights(frame: pd.DataFrame, canvas_weights: str) -> np.ndarray | None:
+    """Per row, the weight of its request: ``(1 / share of its canvas) ** exponent``, scaled so
+    the requests' mean weight is 1 (the learning rate keeps its meaning). None when every
+    weight would be 1 (``none``, or a single canvas)."""
+    exponent = CANVAS_WEIGHTS[canvas_weights]
+    requests = frame.drop_duplicates("request_id")["task_type"].value_counts()
+    if exponent == 0 or len(requests) < 2:
+        return None
+    share = requests / requests.sum()
+    weight = share.pow(-exponent)
+    weight /= (weight * share).sum()
+    return frame["task_type"].map(weight).to_numpy(dtype=float)
 
 
 def prepare_for_fit(frame: pd.DataFrame, max_negatives: int | None, seed: int) -> pd.DataFrame:
@@ -227,14 +255,25 @@ def fit_ranker(
     model = CatBoostRanker(**params.catboost_params())
     kwargs: dict[str, Any] = {}
     if fit_valid is not None and not fit_valid.empty:
-        kwargs["eval_set"] = _pool(fit_valid, features, categorical, with_label=True)
+        kwargs["eval_set"] = _pool(
+            fit_valid, features, categorical, with_label=True, canvas_weights=params.canvas_weights
+        )
         kwargs["early_stopping_rounds"] = params.early_stopping_rounds
         kwargs["use_best_model"] = True
     if on_progress is not None:
         kwargs["callbacks"] = [_ProgressCallback(name, params.iterations, on_progress)]
     started = time.perf_counter()
     try:
-        model.fit(_pool(fit_train, features, categorical, with_label=True), **kwargs)
+        model.fit(
+            _pool(
+                fit_train,
+                features,
+                categorical,
+                with_label=True,
+                canvas_weights=params.canvas_weights,
+            ),
+            **kwargs,
+        )
     except CatBoostError as exc:
         raise TrainingError(f"{name}: CatBoost could not train: {exc}") from exc
     seconds = time.perf_counter() - started

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import duckdb
 import numpy as np
+import pandas as pd
 import pytest
 from catboost import CatBoostRanker
 from typer.testing import CliRunner
@@ -201,6 +202,58 @@ def test_speed_levers_reach_the_trained_model(tiny_settings: Settings) -> None:
     metadata = json.loads((result.model_dir / "metadata.json").read_text())
     assert metadata["params"]["yetirank_permutations"] == 2
     assert metadata["params"]["one_hot_max_size"] == 3
+
+
+def _requests(counts: dict[str, int]) -> pd.DataFrame:
+    """Two rows per request, ``counts[canvas]`` requests per canvas."""
+    tasks = [task for task, n in counts.items() for _ in range(n)]
+    return pd.DataFrame(
+        {
+            "request_id": np.repeat([f"r{i}" for i in range(len(tasks))], 2),
+            "task_type": np.repeat(tasks, 2),
+        }
+    )
+
+
+def test_canvas_weights_balance_canvases_and_keep_the_mean_request_weight() -> None:
+    frame = _requests({"home": 60, "related": 30, "search": 10})
+    requests = frame.drop_duplicates("request_id")
+    assert train.request_weights(frame, "none") is None
+    assert train.request_weights(frame[frame["task_type"] == "home"], "balanced") is None
+    for scheme, exponent in (("balanced", 1.0), ("sqrt", 0.5)):
+        weights = pd.Series(train.request_weights(frame, scheme), index=frame.index)
+        per_request = weights[requests.index]
+        assert per_request.mean() == pytest.approx(1.0)  # the learning rate keeps its meaning
+        assert (weights.groupby(frame["request_id"]).nunique() == 1).all()  # one per group
+        total = per_request.groupby(requests["task_type"]).sum()
+        share = requests["task_type"].value_counts(normalize=True)
+        # a canvas's total weight is proportional to share ** (1 - exponent)
+        ratio = total / share.pow(1 - exponent)
+        assert ratio.max() == pytest.approx(ratio.min())
+    balanced = pd.Series(train.request_weights(frame, "balanced"), index=frame.index)
+    assert balanced[frame["task_type"] == "search"].iloc[0] == pytest.approx(10 / 3)  # 1/0.1 over the mean 3
+
+
+def test_canvas_weights_are_validated_and_change_the_model(tiny_settings: Settings) -> None:
+    with pytest.raises(train.TrainingError, match="canvas_weights"):
+        TrainParams.from_settings(tiny_settings, canvas_weights="equal")
+    # 80 "big" requests whose positive has the highest x, 20 "small" ones whose positive has the
+    # lowest: how much the small canvas counts decides the learned order.
+    rng = np.random.default_rng(0)
+    frame = _requests({"big": 80, "small": 20}).loc[lambda f: f.index.repeat(2)]
+    frame = frame.assign(x=rng.normal(size=len(frame)), y=rng.normal(size=len(frame)))
+    best = frame.groupby("request_id")["x"].transform("max")
+    worst = frame.groupby("request_id")["x"].transform("min")
+    positive = np.where(frame["task_type"] == "big", frame["x"] == best, frame["x"] == worst)
+    frame = frame.assign(label=positive.astype(int)).reset_index(drop=True)
+    params = dataclasses.replace(FAST, iterations=20, early_stopping_rounds=5)
+    scores = {}
+    for scheme in ("none", "balanced"):
+        fitted = train.fit_ranker(
+            scheme, frame, None, ["x", "y"], [], dataclasses.replace(params, canvas_weights=scheme)
+        )
+        scores[scheme] = fitted.predict(frame)
+    assert not np.allclose(scores["none"], scores["balanced"])
 
 
 def test_unset_one_hot_max_size_keeps_catboost_default() -> None:
