@@ -153,6 +153,10 @@ user_categories as (
     from user_top_categories
     inner join popular_in_category
         on user_top_categories.item_category = popular_in_category.retrieval_key
+        -- exact: a row ranked below {{ per_source }} in its category follows at least {{ per_source }}
+        -- rows of the same category for the user, and joining every item of every category to
+        -- every user grows as users x items (194 s of a 10M-impression build before this filter)
+        and popular_in_category.source_rank <= {{ per_source }}
     where user_top_categories.category_rank <= 3
 ),
 
