@@ -2,7 +2,6 @@
     Positives: the items the visit engaged with, the first 10 in time order (2 bought, 1 viewed);
     negatives: sampled (pool __all__, never an item the visit or that user engages with at or after the request). Anonymous
     visits are not home examples. -#}
-{%- set sampling = registry_var('negative_sampling', {}) -%}
 with
 
 visit_items as (
@@ -42,36 +41,12 @@ positives_ranked as (
         on visit_items.visit_id = visits.visit_id
 ),
 
-negative_requests as (
-    select
-        request_id,
-        '__all__' as pool_key,
-        visit_id as exclusion_key,
-        requested_at,
-        cast(null as {{ dbt.type_string() }}) as excluded_item_id
-    from visits
-),
-
-negatives as (
-    {{ sampled_negatives('negative_requests', 'negative_pool', 'visit_positives', sampling.get('negatives_per_request', 20), sampling.get('seed', 0)) }}
-),
-
-candidates as (
+positives as (
     select request_id, item_id, grade as label from positives_ranked where positive_rank <= 10
-    union all
-    select request_id, item_id, 0 as label from negatives
 ),
 
 final as (
-    select
-        candidates.request_id,
-        candidates.item_id,
-        visits.user_id,
-        candidates.label,
-        visits.requested_at
-    from candidates
-    inner join visits
-        on candidates.request_id = visits.request_id
+    {{ labels_with_sampled_negatives('visits', 'positives', 'negative_pool', 'visit_positives', pool_key="'__all__'", exclusion_key='visit_id', context_columns=['user_id']) }}
 )
 
 select * from final

@@ -2,7 +2,6 @@
     different next item is a request, asked when the next item was viewed. Source item: the item
     viewed before; positive: the next item (2 if the visit bought it, else 1); negatives: sampled
     (pool __all__, never an item the visit or its known user engages with at or after the request, never the source). -#}
-{%- set sampling = registry_var('negative_sampling', {}) -%}
 with
 
 item_views as (
@@ -65,37 +64,12 @@ requests as (
         and source_item_id <> item_id
 ),
 
-negative_requests as (
-    select
-        request_id,
-        '__all__' as pool_key,
-        visit_id as exclusion_key,
-        requested_at,
-        source_item_id as excluded_item_id
-    from requests
-),
-
-negatives as (
-    {{ sampled_negatives('negative_requests', 'negative_pool', 'visit_positives', sampling.get('negatives_per_request', 20), sampling.get('seed', 0)) }}
-),
-
-candidates as (
+positives as (
     select request_id, item_id, grade as label from requests
-    union all
-    select request_id, item_id, 0 as label from negatives
 ),
 
 final as (
-    select
-        candidates.request_id,
-        candidates.item_id,
-        requests.source_item_id,
-        requests.user_id,
-        candidates.label,
-        requests.requested_at
-    from candidates
-    inner join requests
-        on candidates.request_id = requests.request_id
+    {{ labels_with_sampled_negatives('requests', 'positives', 'negative_pool', 'visit_positives', pool_key="'__all__'", exclusion_key='visit_id', context_columns=['source_item_id', 'user_id'], excluded_item_id='source_item_id') }}
 )
 
 select * from final

@@ -2,7 +2,6 @@
     more), asked at the session's first rating. Positives: that day's highly rated movies, the
     first 10 in time order (graded 1 or 2); negatives: sampled (int_movielens__negative_pool,
     pool __all__, never a movie the user likes at or after the request). -#}
-{%- set sampling = registry_var('negative_sampling', {}) -%}
 with
 
 ratings_graded as (
@@ -47,36 +46,12 @@ positives_ranked as (
     where grade > 0
 ),
 
-negative_requests as (
-    select
-        request_id,
-        '__all__' as pool_key,
-        user_id as exclusion_key,
-        requested_at,
-        cast(null as {{ dbt.type_string() }}) as excluded_item_id
-    from sessions
-),
-
-negatives as (
-    {{ sampled_negatives('negative_requests', 'negative_pool', 'user_positives', sampling.get('negatives_per_request', 20), sampling.get('seed', 0)) }}
-),
-
-candidates as (
+positives as (
     select request_id, item_id, grade as label from positives_ranked where positive_rank <= 10
-    union all
-    select request_id, item_id, 0 as label from negatives
 ),
 
 final as (
-    select
-        candidates.request_id,
-        candidates.item_id,
-        sessions.user_id,
-        candidates.label,
-        sessions.requested_at
-    from candidates
-    inner join sessions
-        on candidates.request_id = sessions.request_id
+    {{ labels_with_sampled_negatives('sessions', 'positives', 'negative_pool', 'user_positives', pool_key="'__all__'", exclusion_key='user_id', context_columns=['user_id']) }}
 )
 
 select * from final

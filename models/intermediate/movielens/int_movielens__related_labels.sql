@@ -2,7 +2,6 @@
     movie that has an earlier highly rated movie from the same user, asked when it was rated.
     Source item: the user's previous highly rated movie; positive: this movie (graded 1 or 2);
     negatives: sampled (pool __all__, never a movie the user likes at or after the request, never the source). -#}
-{%- set sampling = registry_var('negative_sampling', {}) -%}
 with
 
 ratings_graded as (
@@ -40,37 +39,12 @@ requests as (
     where source_item_id is not null
 ),
 
-negative_requests as (
-    select
-        request_id,
-        '__all__' as pool_key,
-        user_id as exclusion_key,
-        requested_at,
-        source_item_id as excluded_item_id
-    from requests
-),
-
-negatives as (
-    {{ sampled_negatives('negative_requests', 'negative_pool', 'user_positives', sampling.get('negatives_per_request', 20), sampling.get('seed', 0)) }}
-),
-
-candidates as (
+positives as (
     select request_id, item_id, grade as label from requests
-    union all
-    select request_id, item_id, 0 as label from negatives
 ),
 
 final as (
-    select
-        candidates.request_id,
-        candidates.item_id,
-        requests.source_item_id,
-        requests.user_id,
-        candidates.label,
-        requests.requested_at
-    from candidates
-    inner join requests
-        on candidates.request_id = requests.request_id
+    {{ labels_with_sampled_negatives('requests', 'positives', 'negative_pool', 'user_positives', pool_key="'__all__'", exclusion_key='user_id', context_columns=['source_item_id', 'user_id'], excluded_item_id='source_item_id') }}
 )
 
 select * from final

@@ -1,7 +1,6 @@
 {#- MovieLens search: a tag a user applied to a movie, read as a query typed to find it - one
     request per distinct (user, movie, tag), asked at the first such tag. Positive: the movie
     (grade 1); negatives: sampled (pool __all__, never a movie the user likes at or after the request). -#}
-{%- set sampling = registry_var('negative_sampling', {}) -%}
 with
 
 tag_applications as (
@@ -26,37 +25,12 @@ requests as (
     from tag_applications
 ),
 
-negative_requests as (
-    select
-        request_id,
-        '__all__' as pool_key,
-        user_id as exclusion_key,
-        requested_at,
-        cast(null as {{ dbt.type_string() }}) as excluded_item_id
-    from requests
-),
-
-negatives as (
-    {{ sampled_negatives('negative_requests', 'negative_pool', 'user_positives', sampling.get('negatives_per_request', 20), sampling.get('seed', 0)) }}
-),
-
-candidates as (
+positives as (
     select request_id, item_id, 1 as label from requests
-    union all
-    select request_id, item_id, 0 as label from negatives
 ),
 
 final as (
-    select
-        candidates.request_id,
-        candidates.item_id,
-        requests.query_text,
-        requests.user_id,
-        candidates.label,
-        requests.requested_at
-    from candidates
-    inner join requests
-        on candidates.request_id = requests.request_id
+    {{ labels_with_sampled_negatives('requests', 'positives', 'negative_pool', 'user_positives', pool_key="'__all__'", exclusion_key='user_id', context_columns=['query_text', 'user_id']) }}
 )
 
 select * from final
