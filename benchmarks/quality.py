@@ -78,6 +78,7 @@ def run_dataset(name: str, threads: int) -> dict[str, Any]:
     ]
     return {
         "dataset": name,
+        "run_at": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "model_version": result.version,
         "build_seconds": round(build_seconds, 1),
         "timings": {k: round(v, 1) for k, v in result.timings.items()},
@@ -103,12 +104,19 @@ def _verdict(delta: dict[str, float] | None) -> str:
     return f"{delta['value']:+.3f} [{delta['low']:+.3f}, {delta['high']:+.3f}] {word}"
 
 
+def _run_at(model_version: str) -> str:
+    """When a run recorded before ``run_at`` existed trained: its model version's UTC stamp."""
+    stamp = datetime.strptime(model_version[:15], "%Y%m%dT%H%M%S")
+    return stamp.strftime("%Y-%m-%d %H:%M UTC")
+
+
 def write_markdown(report: dict[str, Any]) -> str:
     lines = [
         "# Quality: one unified model vs a model per canvas, on three datasets",
         "",
-        f"Run {report['created_at']} on {report['machine']}, {report['threads']} threads, with "
-        "`.venv/bin/python benchmarks/quality.py`. Test split of each dataset; every model is "
+        f"Last run {report['created_at']} on {report['machine']}, {report['threads']} threads, "
+        "with `.venv/bin/python benchmarks/quality.py` (`--datasets` re-runs some and keeps the "
+        "others; each section says when it ran). Test split of each dataset; every model is "
         "scored on exactly the same test requests; a metric is the mean over requests with a "
         "positive label, with its 95% bootstrap interval over requests; differences are paired "
         "(same requests), unified minus the other model: **better** / worse when the interval "
@@ -131,6 +139,7 @@ def write_markdown(report: dict[str, Any]) -> str:
         lines += [
             f"## {run['dataset']}",
             "",
+            f"Run {run.get('run_at') or _run_at(run['model_version'])}. "
             f"Model {run['model_version']}; dbt build {run['build_seconds']} s; training and "
             f"comparison {run['timings'].get('total_seconds', 0)} s. Params: {run['params']}.",
             "",
