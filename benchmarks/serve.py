@@ -6,16 +6,16 @@ re-measures only the lookups and keeps the other committed results). It generate
 rows (the generator's default seed), builds them with a candidate cap that yields about 10M
 serving candidate rows, trains the model with the project's default training settings
 (`unirank-cli train --no-compare --no-reports --threads 2`, nothing else overridden) on a 1M
-impression set from the same generator (and, for the tree-count sweep only, a 1200-tree model
-without early stopping), then:
+impression set from the same generator, then:
 
 - scoring: `unirank-cli score` end to end (process start, read candidates, predict, top-K,
   fallbacks, write, publish) as a CLI process, `RUNS` times, vs CatBoost's `Pool` + `predict`
   alone on the same rows, model, batch size and threads with the data already in memory (the
   faster of two input forms is the baseline), `RUNS` times; wall and CPU seconds of both, as
   other jobs share the 2 cores; the per-stage profile of one in-process run; the same
-  comparison by tree count (the default model cut to fewer trees; a 1200-tree model trained
-  without early stopping, for its predict cost only, cut to 300-1200); peak RSS at four candidate
+  comparison by tree count (the default model cut to fewer trees, and the default model summed
+  with itself 4, 8 and 16 times: the same trees repeated, a larger model of the same depth and
+  features whose predict cost is what counts here); peak RSS at four candidate
   counts (1/4, 1/2, all, and every context twice; batch size and memory limit fixed);
 - `--before REF` also runs and profiles the scoring code of git REF on the same data and model;
 - lookups: 10,000 random `ranker.serve.recommend` calls for cached contexts and 10,000 for unseen
@@ -146,14 +146,6 @@ def prepare() -> dict[str, str]:
     train_env = dict(env, UNIRANK_DUCKDB_PATH=str(WORK / "train-warehouse" / "train.duckdb"))
     _cli("build", "--logs", str(WORK / "train-logs"), env=train_env)
     _cli("train", "--no-compare", "--no-reports", "--threads", str(THREADS), env=train_env)
-    # For the tree-count sweep only: 1200 trees, no early stopping, fewer negatives (faster).
-    cost_env = dict(train_env, UNIRANK_ARTIFACTS_DIR=str(WORK / "cost-artifacts"))
-    _cli(
-        "train",
-        *("--no-compare", "--no-reports", "--threads", str(THREADS), "--iterations", "1200"),
-        *("--early-stopping-rounds", "100000", "--max-negatives", "5"),
-        env=cost_env,
-    )
     return env
 
 
@@ -300,10 +292,10 @@ def tree_sweep(
     env: dict[str, str], version: Any, model: Any, forms: dict[str, list[Any]]
 ) -> list[dict[str, Any]]:
     """End to end vs raw predict (one run each) by tree count: the default model cut to its
-    first N trees (`shrink`), and a 1200-tree model trained without early stopping (the same
-    features; only its predict cost matters here) cut to N trees."""
-    from ranker import artifacts
-    from ranker.score import load_model
+    first N trees (`shrink`), and summed with itself (`sum_models`: its trees repeated, so a
+    larger model of the same depth and features; with early stopping on, training does not
+    give a large model on this data, and only the predict cost matters here)."""
+    from catboost import sum_models
 
     variants: list[tuple[str, Any]] = []
     for n in (25, 50, 100, 200):
@@ -312,14 +304,8 @@ def tree_sweep(
             cut.shrink(n)
             variants.append(("default model, first trees", cut))
     variants.append(("default model", model))
-    cost_models = WORK / "cost-artifacts"
-    if cost_models.exists():
-        cost = load_model(artifacts.current_version(artifacts.models_dir(cost_models)))
-        for n in (300, 600, 900, 1200):
-            if n <= int(cost.tree_count_):
-                cut = cost.copy()
-                cut.shrink(n)
-                variants.append(("1200-tree model, first trees", cut))
+    for times in (4, 8, 16):
+        variants.append((f"default model summed {times} times", sum_models([model] * times)))
     rows = []
     for label, variant in variants:
         artifacts_dir = Path(tempfile.mkdtemp(prefix="trees-", dir=WORK))
@@ -538,10 +524,12 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         f"Measured {report['measured_at']}, {report['threads']} threads, demo generator at "
         f"{report['impression_rows']:,} impression rows, {report['candidates_per_context']} "
-        "candidates per context. The 2 cores were shared with other jobs (load average "
-        f"{report['load_average']['start']} at the start, {report['load_average']['end']} at the "
-        "end), so wall times are noisy: every row says how many runs it is and their spread, and "
-        "CPU seconds (all threads), which depend much less on the load, are given beside them. "
+        f"candidates per context. Load average {report['load_average']['start']} at the start, "
+        f"{report['load_average']['end']} at the end (the benchmark's own processes count in "
+        "it; more than about 1 at the start means other jobs shared the 2 cores, and wall times "
+        "then grow: raw predict more than scoring end to end). Every row says how many runs it "
+        "is and their spread; CPU seconds (all threads), which depend much less on the load, "
+        "are given beside them. "
         "Reproduce: `.venv/bin/python benchmarks/serve.py` (`--reuse` keeps the data and the "
         "model, `--before REF` adds the scoring code of git REF).",
         "",

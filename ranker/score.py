@@ -8,9 +8,10 @@ The cache is its own DuckDB file, one per generation, under ``<warehouse dir>/ca
 2. number the contexts and the candidate items (two small tables), then stream the candidates in
    Arrow record batches of fixed-width columns only: context and item numbers, categorical
    features as codes into their few distinct values, numeric features as float32 (what CatBoost
-   reads anyway). Each batch becomes a pandas frame without copies (categoricals from codes) and
-   is predicted (the next batch is read meanwhile, in a thread); :class:`TopK` keeps every
-   context's exact top K in a buffer proportional to the cache, not to the candidates;
+   reads anyway). Each batch becomes a pandas frame without copies (categoricals from codes)
+   and a CatBoost Pool in a reader thread while the previous batch is predicted;
+   :class:`TopK` keeps every context's exact top K in a buffer proportional to the cache, not
+   to the candidates;
 3. write the top K with one Arrow insert, number the ranks in SQL, fill cold contexts from the
    canvas's fallback chain, copy the fallback tables in;
 4. checkpoint, close, rename it to ``recommendations-<stamp>.duckdb`` and point
@@ -37,7 +38,7 @@ from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import duckdb
 import numpy as np
@@ -59,6 +60,7 @@ WAREHOUSE = "warehouse"  # the warehouse, attached read-only to the scoring inst
 SCRATCH = "scratch"  # an in-memory database of the scoring instance: numbering, kept scores
 DEFAULT_MEMORY_LIMIT = "512MB"
 ScoreProgress = Callable[[int, int], None]  # (rows scored, total rows)
+_Batch = TypeVar("_Batch")
 
 
 class ScoringError(RuntimeError):
@@ -267,11 +269,15 @@ def _score(
     """Predict every candidate, batch by batch; every context's top K, ranked."""
     top = TopK(numbering.k_per_context)
     done = 0
-    batches = _prefetched(_candidate_frames(cache, numbering, features, batch_rows), stages)
+    frames = _candidate_frames(cache, numbering, features, batch_rows)
+    # CatBoost's Pool is built in the reader thread too, while the previous batch is predicted.
+    pools = (
+        (context, item, Pool(frame, cat_features=numbering.cat_indices, thread_count=threads))
+        for context, item, frame in frames
+    )
+    batches = _prefetched(pools, stages)
     with closing(batches):  # the reader thread ends before the connection closes
-        for context, item, frame in batches:
-            with stages("pool"):
-                pool = Pool(frame, cat_features=numbering.cat_indices, thread_count=threads)
+        for context, item, pool in batches:
             with stages("predict"):
                 scores = np.asarray(model.predict(pool, thread_count=threads))
             done += len(scores)
@@ -509,9 +515,7 @@ def _candidate_frames(
         reading.close()
 
 
-def _prefetched(
-    batches: Iterator[tuple[np.ndarray, np.ndarray, pd.DataFrame]], stages: _Stages
-) -> Generator[tuple[np.ndarray, np.ndarray, pd.DataFrame], None, None]:
+def _prefetched(batches: Iterator[_Batch], stages: _Stages) -> Generator[_Batch, None, None]:
     """Read and convert the next batch in a background thread while the current one is predicted
     (DuckDB and the Arrow conversion release the GIL). At most two batches are in flight, so
     memory stays bounded by the batch size."""
@@ -525,7 +529,7 @@ def _prefetched(
                 started, cpu_started = time.perf_counter(), time.thread_time()
                 item = next(batches, done)
                 stages.add(  # CPU: this thread's own, not DuckDB's workers'
-                    "read and convert (background)",
+                    "read, convert, pool (background)",
                     time.perf_counter() - started,
                     time.thread_time() - cpu_started,
                 )

@@ -231,7 +231,8 @@ def test_canvas_weights_balance_canvases_and_keep_the_mean_request_weight() -> N
         ratio = total / share.pow(1 - exponent)
         assert ratio.max() == pytest.approx(ratio.min())
     balanced = pd.Series(train.request_weights(frame, "balanced"), index=frame.index)
-    assert balanced[frame["task_type"] == "search"].iloc[0] == pytest.approx(10 / 3)  # 1/0.1 over the mean 3
+    # search: 1 / its share 0.1, over the mean weight 0.6 / 0.6 + 0.3 / 0.3 + 0.1 / 0.1 = 3
+    assert balanced[frame["task_type"] == "search"].iloc[0] == pytest.approx(10 / 3)
 
 
 def test_canvas_weights_are_validated_and_change_the_model(tiny_settings: Settings) -> None:
