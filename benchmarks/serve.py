@@ -49,8 +49,6 @@ MEMORY_LIMIT = "512MB"
 RUNS = 3
 ROWS, CAP, TRAIN_ROWS = 10_000_000, 215, 1_000_000
 
-# benchmarks/measure.py plus the child's CPU seconds (user + system, all its threads): with
-# other jobs on the 2 cores, wall time depends on their load, CPU time much less.
 # One in-process scoring run: its stage timings (wall and CPU).
 STAGES_SCRIPT = """
 import json, sys
@@ -95,6 +93,8 @@ def _load_average() -> float:
     return round(os.getloadavg()[0], 1)
 
 
+# benchmarks/measure.py reports the child's CPU seconds (user + system, all its threads) besides
+# wall time: with other jobs on the 2 cores, wall time depends on their load, CPU time much less.
 def _measured(command: list[str], env: dict[str, str]) -> dict[str, Any]:
     load = _load_average()
     completed = subprocess.run(

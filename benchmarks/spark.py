@@ -259,9 +259,10 @@ def write_report(runs: list[dict[str, Any]]) -> None:
     ]
     for r in runs:
         d, s = r["duckdb"], r["spark"]
+        load = r.get("load_average_before")
         lines.append(
             f"| {r['impressions']:,} | {r.get('measured_at', measured_at)} | "
-            f"{r.get('load_average_before') if r.get('load_average_before') is not None else '-'} | {s['spark_start_seconds']} | "
+            f"{'-' if load is None else load} | {s['spark_start_seconds']} | "
             f"{d['dbt_build_peak_rss_mib']} / {s['dbt_build_peak_rss_mib']} | "
             f"{d['score_peak_rss_mib']} / {s['score_peak_rss_mib']} |"
         )
