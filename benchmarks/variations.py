@@ -28,15 +28,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ranker import evaluate  # noqa: E402
-from ranker.config import Settings, load_settings  # noqa: E402
-from ranker.dataset import load_ranking_data  # noqa: E402
-from ranker.train import (  # noqa: E402
-    TrainParams,
-    evaluation_to_dict,
-    fit_ranker,
-    train_and_evaluate,
-)
+from ranker.config import load_settings  # noqa: E402
+from ranker.train import TrainParams, evaluation_to_dict, train_and_evaluate  # noqa: E402
 
 WORK = ROOT / "benchmarks" / "work" / "quality"
 
@@ -56,10 +49,9 @@ def run_variation(
         )
         params = TrainParams.from_settings(settings, thread_count=2, compare=True)
         params = dataclasses.replace(params, **changes)
-        if split == "valid":
-            evaluations = _compare_on_valid(settings, params)
-        else:
-            evaluations = train_and_evaluate(settings, params, write_reports=False).evaluations
+        evaluations = train_and_evaluate(
+            settings, params, write_reports=False, evaluate_on=split
+        ).evaluations
     out: dict = {"dataset": dataset, "variation": name, "changes": changes, "split": split}
     for evaluation in map(evaluation_to_dict, evaluations):
         if evaluation["skipped"]:
@@ -71,36 +63,6 @@ def run_variation(
             "unified_minus_bespoke": [round(delta[k], 4) for k in ("value", "low", "high")],
         }
     return out
-
-
-def _compare_on_valid(settings: Settings, params: TrainParams) -> list[evaluate.TaskEvaluation]:
-    """Unified vs bespoke, both early-stopped on valid, scored on valid (test untouched)."""
-    data = load_ranking_data(settings)
-    train, valid = data.split("train"), data.split("valid")
-    features, categorical = data.features, data.categorical
-    unified = fit_ranker("unified", train, valid, features, categorical, params)
-    evaluations = []
-    for task in sorted(valid["task_type"].unique()):
-        rows = valid[valid["task_type"] == task]
-        bespoke = fit_ranker(
-            f"bespoke:{task}",
-            train[train["task_type"] == task],
-            rows,
-            features,
-            categorical,
-            params,
-        )
-        evaluations.append(
-            evaluate.compare_models(
-                task,
-                rows["label"].to_numpy(dtype=float),
-                rows["request_id"].to_numpy(),
-                {"unified": unified.predict(rows), "bespoke": bespoke.predict(rows)},
-                n_resamples=params.bootstrap_resamples,
-                seed=params.random_seed,
-            )
-        )
-    return evaluations
 
 
 def main() -> None:

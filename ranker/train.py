@@ -384,17 +384,22 @@ def train_and_evaluate(
     on_progress: ProgressCallback | None = None,
     write_reports: bool = True,
     peers: Mapping[str, PeerModel] | None = None,
+    evaluate_on: str = "test",
 ) -> TrainingResult:
     """Train, compare, publish. The new version becomes current only if every step succeeded.
 
     ``peers`` adds other model kinds to the comparison, evaluated on exactly the same test
-    requests and recorded like the built-in kinds."""
+    requests and recorded like the built-in kinds. ``evaluate_on="valid"`` compares on the
+    valid split instead (the one early stopping watches), for choosing settings without
+    looking at test (benchmarks/variations.py); the metadata records which split it was."""
+    if evaluate_on not in ("test", "valid"):
+        raise TrainingError(f"evaluate_on must be test or valid, got {evaluate_on!r}")
     timings: dict[str, float] = {}
     notes: list[str] = []
     run_started = time.perf_counter()
     data = load_ranking_data(settings)
     timings["load_seconds"] = time.perf_counter() - run_started
-    train, valid, test = data.split("train"), data.split("valid"), data.split("test")
+    train, valid, test = data.split("train"), data.split("valid"), data.split(evaluate_on)
     registry_tasks = list(settings.registry.canvas_names)
     tasks = registry_tasks + [t for t in data.tasks if t not in registry_tasks]
 
@@ -461,6 +466,7 @@ def train_and_evaluate(
     metadata = _metadata(
         settings, data, params, unified, fitted, evaluations, importance, timings, notes, version
     )
+    metadata["evaluated_on"] = evaluate_on
     root = artifacts.models_dir(settings.artifacts_dir)
     model_version = artifacts.write_version(
         root, version, metadata, lambda p: unified.model.save_model(str(p))

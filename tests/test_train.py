@@ -14,7 +14,7 @@ from catboost import CatBoostRanker
 from typer.testing import CliRunner
 
 from cli.main import app
-from ranker import artifacts, train
+from ranker import artifacts, evaluate, train
 from ranker.config import Settings
 from ranker.dataset import DatasetError
 from ranker.evaluate import METRICS
@@ -255,6 +255,28 @@ def test_canvas_weights_are_validated_and_change_the_model(tiny_settings: Settin
         )
         scores[scheme] = fitted.predict(frame)
     assert not np.allclose(scores["none"], scores["balanced"])
+
+
+def test_evaluate_on_valid_compares_on_the_valid_requests(tiny_settings: Settings) -> None:
+    with pytest.raises(train.TrainingError, match="evaluate_on"):
+        train_and_evaluate(tiny_settings, FAST, write_reports=False, evaluate_on="train")
+    result = train_and_evaluate(
+        tiny_settings,
+        dataclasses.replace(FAST, compare=False),
+        write_reports=False,
+        evaluate_on="valid",
+    )
+    with duckdb.connect(str(tiny_settings.duckdb_path), read_only=True) as con:
+        valid_requests, test_requests = con.execute(
+            "select count(distinct request_id) filter (where split = 'valid'), "
+            "count(distinct request_id) filter (where split = 'test') "
+            "from ranking_examples where label > 0"
+        ).fetchone()
+    assert valid_requests != test_requests  # else this test could not tell the splits apart
+    overall = next(e for e in result.evaluations if e.task == evaluate.ALL_TASKS)
+    assert overall.n_requests == valid_requests
+    metadata = json.loads((result.model_dir / "metadata.json").read_text())
+    assert metadata["evaluated_on"] == "valid"
 
 
 def test_unset_one_hot_max_size_keeps_catboost_default() -> None:
