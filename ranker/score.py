@@ -506,13 +506,23 @@ def _candidate_frames(
             context, item = batch.column(0).to_numpy(), batch.column(1).to_numpy()
             if by_hash:
                 assert numbering.context_hashes is not None and numbering.item_hashes is not None
-                context = numbering.context_hashes.get_indexer(context).astype(np.int32)
+                context = _lookup_runs(numbering.context_hashes, context)
                 item = numbering.item_hashes.get_indexer(item).astype(np.int32)
                 if (context < 0).any() or (item < 0).any():
                     raise ScoringError(f"{CANDIDATES} changed while it was being scored")
             yield context, item, pd.DataFrame(columns, copy=False)
     finally:
         reading.close()
+
+
+def _lookup_runs(index: pd.Index, keys: np.ndarray) -> np.ndarray:
+    """``index.get_indexer(keys)`` as int32, looking each run of equal keys up once: candidates
+    stored context by context (serving_candidates is) come in runs as long as a context."""
+    if not len(keys):
+        return np.empty(0, dtype=np.int32)
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+    positions = index.get_indexer(keys[starts]).astype(np.int32)
+    return np.repeat(positions, np.diff(np.r_[starts, len(keys)]))
 
 
 def _prefetched(batches: Iterator[_Batch], stages: _Stages) -> Generator[_Batch, None, None]:
@@ -581,6 +591,34 @@ def _order_key(scores: np.ndarray) -> np.ndarray:
     return bits ^ (np.negative(bits >> np.uint32(31)) | np.uint32(0x8000_0000))
 
 
+def _run_tops(
+    context: np.ndarray, item: np.ndarray, scores: np.ndarray, k: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The rows of a batch that can still be in their context's top K: in every run of rows of
+    one context longer than the batch's largest K (``kmax``), only those scoring at least the
+    run's ``kmax``-th best. A superset of the exact top K of every context (ties and the
+    larger K kept; TopK orders them exactly), in any row order; it only removes rows when
+    contexts come in long runs, as serving_candidates stores them. One partition of the long
+    runs padded to one width, no sort."""
+    rows = len(context)
+    if not rows:
+        return context, item, scores
+    starts = np.flatnonzero(np.r_[True, context[1:] != context[:-1]])
+    lengths = np.diff(np.r_[starts, rows])
+    kmax = int(k[context[starts]].max())
+    width = int(lengths.max())
+    # Short runs (rows in any order) gain nothing; very uneven ones would pad more than they cut.
+    if kmax == 0 or width <= kmax or len(starts) * width > 2 * rows:
+        return context, item, scores
+    # Run r's rows go to row r of a (runs x width) matrix padded with -inf.
+    padded = np.full(len(starts) * width, -np.inf)
+    padded[np.arange(rows) + np.repeat(np.arange(len(starts)) * width - starts, lengths)] = scores
+    kth = np.partition(padded.reshape(len(starts), width), width - kmax, axis=1)[:, width - kmax]
+    kth[lengths <= kmax] = -np.inf  # a run of at most kmax rows keeps them all
+    kept = np.flatnonzero(scores >= np.repeat(kth, lengths))
+    return context.take(kept), item.take(kept), scores.take(kept)
+
+
 class TopK:
     """Every context's top K rows (by score descending, then item number ascending: the cache's
     order, as item numbers order like item ids), fed batch by batch in any row order; a
@@ -626,6 +664,7 @@ class TopK:
         scores = np.asarray(scores, dtype=np.float64)
         if np.isnan(scores).any():
             raise ScoringError("the model returned NaN scores; check the model and the features")
+        context, item, scores = _run_tops(context, item, scores, self.k)
         if self._any_threshold:  # until the first cut every row is admitted
             best = self.threshold_score[context]
             admitted = scores > best

@@ -24,7 +24,7 @@ from cli.main import app
 from ranker import artifacts
 from ranker import score as score_module
 from ranker.config import Settings
-from ranker.score import ScoringError, TopK, load_model, score_candidates
+from ranker.score import ScoringError, TopK, _run_tops, load_model, score_candidates
 from ranker.serve import current_cache_path
 
 pytestmark = pytest.mark.dbt
@@ -143,10 +143,13 @@ SCORES = st.sampled_from([-1.0, -0.0, 0.0, 0.25, 1.0, 1.0 + 1e-12, 2.0])
     rows=st.lists(st.tuples(st.integers(0, 5), SCORES), max_size=80),
     cuts=st.lists(st.integers(0, 80), max_size=6),
     seed=st.integers(0, 2**16),
+    grouped=st.booleans(),
 )
 def test_top_k_keeps_a_superset_of_every_contexts_exact_top_k(
-    k: list[int], rows: list[tuple[int, float]], cuts: list[int], seed: int
+    k: list[int], rows: list[tuple[int, float]], cuts: list[int], seed: int, grouped: bool
 ) -> None:
+    if grouped:  # context by context, as serving_candidates is stored: batches cut runs first
+        rows = sorted(rows, key=lambda row: row[0] % len(k))
     contexts = np.array([c % len(k) for c, _ in rows], dtype=np.int32)
     scores = np.array([s for _, s in rows], dtype=np.float64)
     items = np.random.default_rng(seed).permutation(len(rows)).astype(np.int32)  # unique
@@ -173,6 +176,46 @@ def test_top_k_keeps_a_superset_of_every_contexts_exact_top_k(
         kept.groupby("context")["rank"].apply(list)
         == kept.groupby("context")["rank"].apply(lambda r: list(range(1, len(r) + 1)))
     ).all()
+
+
+@given(
+    k=st.lists(st.integers(0, 5), min_size=1, max_size=8),
+    rows=st.lists(st.tuples(st.integers(0, 7), SCORES), max_size=120),
+    grouped=st.booleans(),
+)
+def test_run_tops_keep_every_contexts_top_k_of_the_batch(
+    k: list[int], rows: list[tuple[int, float]], grouped: bool
+) -> None:
+    if grouped:
+        rows = sorted(rows, key=lambda row: row[0] % len(k))
+    context = np.array([c % len(k) for c, _ in rows], dtype=np.int32)
+    scores = np.array([s for _, s in rows], dtype=np.float64)
+    item = np.arange(len(rows), dtype=np.int32)
+    kept_context, kept_item, kept_scores = _run_tops(context, item, scores, np.array(k))
+    assert set(kept_item) <= set(item)
+    assert (scores[kept_item] == kept_scores).all() and (context[kept_item] == kept_context).all()
+    assert (np.diff(kept_item) > 0).all()  # the batch's order kept
+    for c in set(context):  # each context's K best scores are all still there
+        best = np.sort(scores[context == c])[::-1][: k[c]]
+        held = np.sort(kept_scores[kept_context == c])[::-1][: k[c]]
+        assert (held == best).all()
+
+
+def test_run_tops_cut_long_runs_to_their_k_best() -> None:
+    rng = np.random.default_rng(0)
+    context = np.repeat(np.arange(100, dtype=np.int32), 200)  # 100 runs of 200 rows
+    scores = rng.normal(size=len(context))
+    item = np.arange(len(context), dtype=np.int32)
+    kept_context, _, kept_scores = _run_tops(context, item, scores, np.full(100, 10))
+    assert len(kept_context) == 100 * 10  # distinct scores: exactly K a context
+    for c in range(100):
+        assert np.array_equal(
+            np.sort(kept_scores[kept_context == c]), np.sort(scores[context == c])[-10:]
+        )
+    shuffled = rng.permutation(len(context))  # no long runs: nothing to cut
+    assert len(_run_tops(context[shuffled], item, scores[shuffled], np.full(100, 10))[0]) == len(
+        context
+    )
 
 
 def test_top_k_memory_is_bounded_by_the_cache_not_the_candidates() -> None:

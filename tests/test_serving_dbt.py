@@ -173,3 +173,14 @@ def test_serving_features_equal_training_features(
             assert a == pytest.approx(b, abs=1e-9), (
                 f"{task} {key!r} item {item}: {name} train={a} serve={b}"
             )
+
+
+def test_candidates_are_stored_context_by_context(demo_warehouse: Settings) -> None:
+    """Scoring reads each context's candidates as one run of rows, in (task_type, context_key)
+    order: it looks a context's number up once per run and cuts each run to its top K."""
+    stored = _query(
+        demo_warehouse.duckdb_path, "select task_type, context_key from serving_candidates"
+    )
+    runs = [key for i, key in enumerate(stored) if i == 0 or key != stored[i - 1]]
+    assert len(stored) > len(runs) > 1
+    assert runs == sorted(set(stored))  # one run a context, in order
