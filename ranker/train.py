@@ -252,9 +252,12 @@ def fit_ranker(
     fit_valid = prepare_for_fit(valid, None, params.random_seed) if valid is not None else None
     features = tuple(features)
     categorical = tuple(c for c in features if c in categorical)
-    model = CatBoostRanker(**params.catboost_params())
+    catboost_params = params.catboost_params()
     kwargs: dict[str, Any] = {}
     if fit_valid is not None and not fit_valid.empty:
+        # Watching for early stopping, CatBoost computes the metric every iteration anyway and
+        # would warn on every fit that metric_period is ignored.
+        catboost_params.pop("metric_period")
         kwargs["eval_set"] = _pool(
             fit_valid, features, categorical, with_label=True, canvas_weights=params.canvas_weights
         )
@@ -262,6 +265,7 @@ def fit_ranker(
         kwargs["use_best_model"] = True
     if on_progress is not None:
         kwargs["callbacks"] = [_ProgressCallback(name, params.iterations, on_progress)]
+    model = CatBoostRanker(**catboost_params)
     started = time.perf_counter()
     try:
         model.fit(

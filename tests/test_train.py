@@ -257,6 +257,25 @@ def test_canvas_weights_are_validated_and_change_the_model(tiny_settings: Settin
     assert not np.allclose(scores["none"], scores["balanced"])
 
 
+def test_fitting_with_early_stopping_prints_nothing(capfd: pytest.CaptureFixture[str]) -> None:
+    """CatBoost writes to the process's stdout/stderr directly: with a valid set it used to warn
+    on every fit (training and every per-canvas model) that metric_period is ignored."""
+    rng = np.random.default_rng(0)
+    frame = _requests({"home": 40, "search": 20}).loc[lambda f: f.index.repeat(3)]
+    frame = frame.assign(x=rng.normal(size=len(frame)), label=rng.integers(0, 2, len(frame)))
+    frame = frame.reset_index(drop=True)
+    params = dataclasses.replace(FAST, iterations=20, early_stopping_rounds=5)
+    capfd.readouterr()
+    with_valid = train.fit_ranker("unified", frame, frame, ["x"], [], params)
+    without_valid = train.fit_ranker("unified", frame, None, ["x"], [], params)
+    out, err = capfd.readouterr()
+    assert "metric_period" not in out + err, out + err
+    # metric_period still reaches CatBoost when nothing is watched for early stopping
+    assert without_valid.model.get_params()["metric_period"] == params.metric_period
+    assert "metric_period" not in with_valid.model.get_params()
+    assert with_valid.model.tree_count_ <= params.iterations
+
+
 def test_evaluate_on_valid_compares_on_the_valid_requests(tiny_settings: Settings) -> None:
     with pytest.raises(train.TrainingError, match="evaluate_on"):
         train_and_evaluate(tiny_settings, FAST, write_reports=False, evaluate_on="train")
