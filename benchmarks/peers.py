@@ -75,5 +75,5 @@ def lightgbm_lambdarank(
         group=_group_sizes(train),
         **fit_args,
     )
-    scores: np.ndarray = model.predict(_features(test, features, categorical, levels))
+    scores: np.ndarray = np.asarray(model.predict(_features(test, features, categorical, levels)))
     return scores

@@ -490,7 +490,8 @@ def lookups(env: dict[str, str], n: int = 10_000) -> dict[str, Any]:
         (rng.choice(["home", "search", "related", "category"]), f"unseen-{i}") for i in range(n)
     ]
     started = time.perf_counter()
-    recommend(*cached[0], settings=settings)  # opens the generation: reads its context spans
+    first_task, first_key = cached[0]
+    recommend(first_task, first_key, settings=settings)  # opens the generation: its context spans
     results: dict[str, Any] = {"first_lookup_ms": round((time.perf_counter() - started) * 1000, 1)}
     for name, calls in (("cached", cached), ("fallback", unseen)):
         timings, cpu = np.empty(len(calls)), np.empty(len(calls))

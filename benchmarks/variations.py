@@ -24,6 +24,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -35,7 +36,7 @@ WORK = ROOT / "benchmarks" / "work" / "quality"
 
 
 def run_variation(
-    dataset: str, name: str, changes: dict[str, object], work: Path, split: str = "test"
+    dataset: str, name: str, changes: dict[str, Any], work: Path, split: str = "test"
 ) -> dict:
     with tempfile.TemporaryDirectory() as scratch:
         warehouse = Path(scratch) / "unirank.duckdb"
