@@ -631,6 +631,9 @@ class TopK:
     than ``3 x sum(K)`` rows plus one batch: memory is proportional to the cache being built
     (16 bytes a row), not to the number of candidates.
 
+    Each batch is first cut run by run (``_run_tops``), which admits few rows when contexts
+    come in runs, as serving_candidates stores them.
+
     A cut needs no argsort of the buffer: one value sort of 64-bit keys (context, score as
     float32) finds every context's float32 K-th best; rows below it go (K rows beat them), rows
     above it stay, and only the rows tied with it in float32 are ordered exactly (score, item),
