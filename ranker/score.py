@@ -598,8 +598,8 @@ def _run_tops(
     one context longer than the batch's largest K (``kmax``), only those scoring at least the
     run's ``kmax``-th best. A superset of the exact top K of every context (ties and the
     larger K kept; TopK orders them exactly), in any row order; it only removes rows when
-    contexts come in long runs, as serving_candidates stores them. One partition of the long
-    runs padded to one width, no sort."""
+    contexts come in long runs, as serving_candidates stores them. One partition of the runs
+    padded to one width, no sort."""
     rows = len(context)
     if not rows:
         return context, item, scores
