@@ -515,14 +515,19 @@ def _candidate_frames(
         reading.close()
 
 
+def _runs(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(start, length) of every run of equal consecutive values."""
+    starts = np.flatnonzero(np.r_[True, values[1:] != values[:-1]][: len(values)])
+    return starts, np.diff(np.r_[starts, len(values)])
+
+
 def _lookup_runs(index: pd.Index, keys: np.ndarray) -> np.ndarray:
     """``index.get_indexer(keys)`` as int32, looking each run of equal keys up once: candidates
     stored context by context (serving_candidates is) come in runs as long as a context."""
     if not len(keys):
         return np.empty(0, dtype=np.int32)
-    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
-    positions = index.get_indexer(keys[starts]).astype(np.int32)
-    return np.repeat(positions, np.diff(np.r_[starts, len(keys)]))
+    starts, lengths = _runs(keys)
+    return np.repeat(index.get_indexer(keys[starts]).astype(np.int32), lengths)
 
 
 def _prefetched(batches: Iterator[_Batch], stages: _Stages) -> Generator[_Batch, None, None]:
@@ -603,8 +608,7 @@ def _run_tops(
     rows = len(context)
     if not rows:
         return context, item, scores
-    starts = np.flatnonzero(np.r_[True, context[1:] != context[:-1]])
-    lengths = np.diff(np.r_[starts, rows])
+    starts, lengths = _runs(context)
     kmax = int(k[context[starts]].max())
     width = int(lengths.max())
     # Short runs (rows in any order) gain nothing; very uneven ones would pad more than they cut.
@@ -689,10 +693,8 @@ class TopK:
         ordered by context, then rank (1 = best: highest score, then smallest item)."""
         self._cut()
         context, item, scores = self._exact_order(self._context[0], self._item[0], self._score[0])
-        starts = np.flatnonzero(np.r_[True, context[1:] != context[:-1]][: len(context)])
-        rank = np.arange(1, len(context) + 1) - np.repeat(
-            starts, np.diff(np.r_[starts, len(context)])
-        )
+        starts, lengths = _runs(context)
+        rank = np.arange(1, len(context) + 1) - np.repeat(starts, lengths)
         return context, item, scores, rank.astype(np.int32)
 
     def _cut(self) -> None:
@@ -706,11 +708,11 @@ class TopK:
             key = _order_key(scores)
             packed = np.sort((context.astype(np.uint64) << np.uint64(32)) | key)
             packed_context = (packed >> np.uint64(32)).astype(np.int64)
-            starts = np.flatnonzero(np.r_[True, packed_context[1:] != packed_context[:-1]])
-            ends = np.r_[starts[1:], len(packed)]
+            starts, lengths = _runs(packed_context)
+            ends = starts + lengths
             ids = packed_context[starts]
             k = self.k[ids]
-            full = (ends - starts) >= k
+            full = lengths >= k
             kth = np.zeros(len(self.k), dtype=np.uint32)  # 0: fewer than K rows, keep all
             kth[ids[full]] = (packed[(ends - k)[full]] & np.uint64(0xFFFF_FFFF)).astype(np.uint32)
             local_kth = kth[context]
@@ -725,10 +727,8 @@ class TopK:
                 tied_context, tied_item, tied_score = self._exact_order(
                     tied_context, tied_item, tied_score
                 )
-                starts = np.flatnonzero(np.r_[True, tied_context[1:] != tied_context[:-1]])
-                rank = np.arange(len(tied_context)) - np.repeat(
-                    starts, np.diff(np.r_[starts, len(tied_context)])
-                )
+                starts, lengths = _runs(tied_context)
+                rank = np.arange(len(tied_context)) - np.repeat(starts, lengths)
                 need = self.k[tied_context] - certain[tied_context]
                 chosen = rank < need
                 kth_row = rank == need - 1  # the exact K-th best of its context
