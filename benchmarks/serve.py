@@ -26,6 +26,7 @@ Writes benchmarks/results/serve.{json,md}.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import random
@@ -35,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -197,6 +199,17 @@ def _frames(env: dict[str, str], version: Any) -> dict[str, list[Any]]:
     }
 
 
+def _timed(step: Callable[[], None], runs: int) -> tuple[list[float], list[float]]:
+    """Wall and CPU seconds (this process, all threads) of `runs` calls of `step`."""
+    seconds, cpu = [], []
+    for _ in range(runs):
+        started, cpu_started = time.perf_counter(), time.process_time()
+        step()
+        seconds.append(time.perf_counter() - started)
+        cpu.append(time.process_time() - cpu_started)
+    return seconds, cpu
+
+
 def raw_predict(
     model: Any, version: Any, forms: dict[str, list[Any]], runs: int = RUNS
 ) -> dict[str, Any]:
@@ -208,18 +221,17 @@ def raw_predict(
     categorical = set(version.metadata["categorical_features"])
     cat_indices = [i for i, f in enumerate(features) if f in categorical]
     rows = sum(len(f) for f in next(iter(forms.values())))
+
+    def predict_all(frames: list[Any]) -> None:
+        for frame in frames:
+            model.predict(
+                Pool(frame, cat_features=cat_indices, thread_count=THREADS),
+                thread_count=THREADS,
+            )
+
     by_form: dict[str, Any] = {}
     for name, frames in forms.items():
-        seconds, cpu = [], []
-        for _ in range(runs):
-            started, cpu_started = time.perf_counter(), time.process_time()
-            for frame in frames:
-                model.predict(
-                    Pool(frame, cat_features=cat_indices, thread_count=THREADS),
-                    thread_count=THREADS,
-                )
-            seconds.append(time.perf_counter() - started)
-            cpu.append(time.process_time() - cpu_started)
+        seconds, cpu = _timed(functools.partial(predict_all, frames), runs)
         by_form[name] = {
             "seconds": [round(s, 2) for s in seconds],
             "median": round(statistics.median(seconds), 2),
@@ -288,12 +300,7 @@ def floor(env: dict[str, str], version: Any, raw: dict[str, Any]) -> dict[str, A
 
     steps: dict[str, Any] = {}
     for name, step in (("read features", read), ("write cache rows", write)):
-        seconds, cpu = [], []
-        for _ in range(RUNS):
-            started, cpu_started = time.perf_counter(), time.process_time()
-            step()
-            seconds.append(time.perf_counter() - started)
-            cpu.append(time.process_time() - cpu_started)
+        seconds, cpu = _timed(step, RUNS)
         steps[name] = {
             "seconds": round(statistics.median(seconds), 2),
             "cpu_seconds": round(statistics.median(cpu), 2),
