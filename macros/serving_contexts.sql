@@ -4,7 +4,7 @@
       lookback window - with the `carry` columns from the key's latest request and every other
       context column at its sentinel. -#}
   {%- set registry = unirank_registry() -%}
-  {%- set canvases = registry.canvases | selectattr('serving', 'defined') | list -%}
+  {%- set canvases = registry.canvases | selectattr('serving') | list -%}
   {%- if canvases | length == 0 -%}
     {#- No canvas is served: an empty, typed relation, so training-only projects still build. -#}
     {{ return(empty_serving_contexts(registry)) }}

@@ -9,11 +9,25 @@
         equal    floor(budget / n_canvases)
         weights  floor(budget * weight / sum(weights))
       md5 over a string is computed identically by every engine, so every engine keeps the same
-      requests. -#}
+      requests.
+
+      Before sampling, each canvas's candidate rules drop rows exactly as serving does:
+      `exclude_source_item` the source item as its own candidate, `exclude_engaged` items the
+      user engaged with strictly before the request. -#}
   {%- set registry = unirank_registry() -%}
   {%- set strat = registry.stratification -%}
   {%- set canvases = registry.canvases -%}
   {%- set total_weight = canvases | sum(attribute='weight') -%}
+  {%- set no_source_item = [] -%}
+  {%- set no_engaged = [] -%}
+  {%- for canvas in canvases -%}
+    {%- if canvas.exclude_source_item and 'source_item_id' in canvas.context_columns -%}
+      {%- do no_source_item.append(canvas.name) -%}
+    {%- endif -%}
+    {%- if canvas.exclude_engaged and 'user_id' in canvas.context_columns -%}
+      {%- do no_engaged.append(canvas.name) -%}
+    {%- endif -%}
+  {%- endfor -%}
 
 with
 
@@ -43,11 +57,49 @@ labels_unioned as (
     {% endfor %}
 ),
 
+{% if no_engaged -%}
+engagement_history as (
+    select * from {{ ref('int_engagement_history') }}
+),
+
+first_engagements as (
+    select
+        user_id,
+        item_id,
+        min(engaged_at) as first_engaged_at
+    from engagement_history
+    where user_id is not null
+    group by user_id, item_id
+),
+{%- endif %}
+
+labels_ruled as (
+    select labels_unioned.*
+    from labels_unioned
+    {% if no_engaged -%}
+    left join first_engagements
+        on labels_unioned.task_type in ({{ unirank_quoted(no_engaged) }})
+        and labels_unioned.user_id = first_engagements.user_id
+        and labels_unioned.item_id = first_engagements.item_id
+        and first_engagements.first_engaged_at < labels_unioned.requested_at
+    {% endif -%}
+    where 1 = 1
+        {% if no_source_item -%}
+        and (
+            labels_unioned.task_type not in ({{ unirank_quoted(no_source_item) }})
+            or labels_unioned.item_id <> labels_unioned.source_item_id
+        )
+        {% endif -%}
+        {% if no_engaged -%}
+        and first_engagements.item_id is null
+        {%- endif %}
+),
+
 canvas_weights as (
     {% for canvas in canvases %}
     select
         cast('{{ canvas.name }}' as {{ dbt.type_string() }}) as task_type,
-        cast({{ canvas.get('weight', 1.0) }} as {{ type_double() }}) as weight
+        cast({{ canvas.weight }} as {{ type_double() }}) as weight
     {% if not loop.last %}union all{% endif %}
     {% endfor %}
 ),
@@ -56,7 +108,7 @@ requests_per_canvas as (
     select
         task_type,
         count(distinct request_id) as n_requests
-    from labels_unioned
+    from labels_ruled
     group by task_type
 ),
 
@@ -84,14 +136,14 @@ canvas_targets as (
 
 requests_ranked as (
     select
-        labels_unioned.*,
+        labels_ruled.*,
         dense_rank() over (
-            partition by labels_unioned.task_type
+            partition by labels_ruled.task_type
             order by
-                {{ dbt.hash(dbt.concat(['labels_unioned.request_id', "'|" ~ strat.seed ~ "'"])) }},
-                labels_unioned.request_id
+                {{ dbt.hash(dbt.concat(['labels_ruled.request_id', "'|" ~ strat.seed ~ "'"])) }},
+                labels_ruled.request_id
         ) as request_rank
-    from labels_unioned
+    from labels_ruled
 ),
 
 requests_sampled as (

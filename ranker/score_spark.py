@@ -34,7 +34,8 @@ import numpy as np
 import pandas as pd
 
 from ranker import artifacts, spark
-from ranker.config import Canvas, Settings
+from ranker.config import Settings
+from ranker.registry import Canvas
 from ranker.score import CANDIDATES, ScoringError
 from ranker.serve import fallback_key_kind
 

@@ -19,6 +19,7 @@ from typing import Any
 import pyarrow as pa
 
 from ranker.config import Settings
+from ranker.errors import UnirankError
 from ranker.profiles import Target, settings_target
 
 logger = logging.getLogger(__name__)
@@ -26,7 +27,7 @@ logger = logging.getLogger(__name__)
 INSTALL_HINT = "pip install -e '.[spark]'  (or: make .venv/.installed, which includes it)"
 
 
-class SparkError(RuntimeError):
+class SparkError(UnirankError, RuntimeError):
     """Spark is not installed, not reachable with this target, or a relation is missing."""
 
 

@@ -1,7 +1,12 @@
 {#- Leakage check: recompute the history features of a deterministic sample of probes (about 1 in
     20 requests) the slow, obvious way - a join on engaged_at < requested_at - and return every
     row where the mart disagrees. A feature that used an event at or after the request (or missed
-    one before it) fails here. -#}
+    one before it) fails here. Runs when the registry has the built-in feature models it checks
+    (int_features__item_popularity and int_features__user_history). -#}
+{%- set models = unirank_registry().feature_models | map(attribute='model') | list -%}
+{%- if 'int_features__item_popularity' not in models or 'int_features__user_history' not in models -%}
+select 1 as skipped where 1 = 0
+{%- else %}
 with
 
 ranking_examples as (
@@ -78,3 +83,4 @@ where item_engagements <> item_engagements_expected
     or item_canvas_engagements <> item_canvas_engagements_expected
     or user_engagements <> user_engagements_expected
     or user_item_engagements <> user_item_engagements_expected
+{%- endif %}

@@ -1,6 +1,7 @@
-{#- Item popularity as of each probe: engagements with the item strictly before the request, over
+{#- Built-in feature model. Item popularity as of each probe: engagements with the item strictly before the request, over
     all canvases, over the last 7 days, and within the probe's own canvas (an engagement the log
     does not attribute to a canvas, task_type NULL, counts for every canvas). -#}
+{{ config(enabled=unirank_uses('int_features__item_popularity')) }}
 with
 
 feature_probes as (

@@ -1,6 +1,7 @@
-{#- The user's history as of each probe with a known user: engagements strictly before the request
+{#- Built-in feature model (needs the context column user_id). The user's history as of each probe with a known user: engagements strictly before the request
     in total, with the candidate's category (and that share: the affinity), and with the candidate
-    itself. Anonymous probes are absent here and get the documented defaults in the mart. -#}
+    itself. Anonymous probes are absent here and get the declared defaults. -#}
+{{ config(enabled=unirank_uses('int_features__user_history')) }}
 with
 
 feature_probes as (

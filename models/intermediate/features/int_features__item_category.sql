@@ -1,11 +1,10 @@
-{#- The candidate's popularity rank within its own category as of each probe: items ranked by their
-    engagements before the start of the probe's period (vars.category_rank_grain: day, week or
-    month), so the rank never sees the request's own period. Reported as a percentile in (0, 1]:
-    the share of the category's items ranked at or above this one (small = popular). -#}
-{%- set grain = var('category_rank_grain', 'day') -%}
-{%- if grain not in ['day', 'week', 'month'] -%}
-  {{ exceptions.raise_compiler_error("vars.category_rank_grain is '" ~ grain ~ "'; use day, week or month.") }}
-{%- endif -%}
+{#- Built-in feature model: the candidate's own category (`item_category`) and its popularity
+    rank within that category as of each probe (`item_category_rank_pct`): items ranked by their
+    engagements before the start of the probe's period (registry category_rank_grain: day, week
+    or month), so the rank never sees the request's own period. A percentile in (0, 1]: the
+    share of the category's items ranked at or above this one (small = popular). -#}
+{{ config(enabled=unirank_uses('int_features__item_category')) }}
+{%- set grain = unirank_registry().category_rank_grain -%}
 
 with
 
@@ -85,9 +84,12 @@ final as (
     select
         feature_probes.request_id,
         feature_probes.item_id,
+        items.category as item_category,
         category_ranked.item_category_rank_pct
     from feature_probes
-    inner join category_ranked
+    inner join items
+        on feature_probes.item_id = items.item_id
+    left join category_ranked
         on feature_probes.item_id = category_ranked.item_id
         and {{ dbt.date_trunc(grain, 'feature_probes.requested_at') }} = category_ranked.period_start
 )
