@@ -613,7 +613,7 @@ def registry(
         reg = settings.registry
         table = Table(title=f"canvases of project {settings.project_name!r}")
         for column in ("canvas", "label model", "context columns", "required", "rules", "serving"):
-            table.add_column(column)
+            table.add_column(column, overflow="fold")
         for canvas in reg.canvases:
             rules = [
                 "no source item" if canvas.exclude_source_item else "source item allowed",
@@ -636,7 +636,7 @@ def registry(
         out.print(columns)
         features = Table(title="features (one row per probe each)")
         for column in ("feature model", "column", "type", "default", "canvases"):
-            features.add_column(column)
+            features.add_column(column, overflow="fold")
         for model in reg.feature_models:
             for i, col in enumerate(model.columns):
                 features.add_row(

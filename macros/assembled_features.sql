@@ -3,7 +3,7 @@
       read from its feature model (left join on request_id and item_id), cast to its declared
       type, with its declared default where the model has no row, no value, or the probe's
       canvas is not one the feature is meant for. -#}
-  {%- set registry = unirank_registry() -%}
+  {%- set registry = unirank.unirank_registry() -%}
 
 with
 
@@ -25,11 +25,11 @@ final as (
         feature_probes.probe_kind,
         {% for feature in registry.feature_models -%}
         {%- for column in feature.columns -%}
-        {%- set default = unirank_literal(column.default, column.type) -%}
-        {%- set value = 'cast(coalesce(' ~ feature.model ~ '.' ~ column.name ~ ', ' ~ default ~ ') as ' ~ unirank_sql_type(column.type) ~ ')' -%}
+        {%- set default = unirank.unirank_literal(column.default, column.type) -%}
+        {%- set value = 'cast(coalesce(' ~ feature.model ~ '.' ~ column.name ~ ', ' ~ default ~ ') as ' ~ unirank.unirank_sql_type(column.type) ~ ')' -%}
         {%- if feature.canvases is not none %}
         case
-            when feature_probes.task_type in ({{ unirank_quoted(feature.canvases) }}) then {{ value }}
+            when feature_probes.task_type in ({{ unirank.unirank_quoted(feature.canvases) }}) then {{ value }}
             else {{ default }}
         end as {{ column.name }},
         {%- else %}

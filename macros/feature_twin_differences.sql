@@ -8,7 +8,7 @@
                      sits exactly at midnight, which is skipped).
         check_serve  the twin is flagged is_serving: a feature cannot treat training and serving
                      probes differently. -#}
-  {%- set registry = unirank_registry() -%}
+  {%- set registry = unirank.unirank_registry() -%}
   {%- set prefix = {'check_past': 'check|past|', 'check_serve': 'check|serve|'}[twin_kind] -%}
   {%- if registry.feature_checks.every_nth_request == 0 -%}
     select cast(null as {{ dbt.type_string() }}) as feature_model where 1 = 0

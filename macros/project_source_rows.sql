@@ -2,7 +2,7 @@
   {#- The project's source rows for the quarantine accounting (registry inputs.source_rows:
       source_table, row_key, quarantine_reason), or an empty relation of that shape when the
       project declares none. -#}
-  {%- set model = unirank_registry().inputs.source_rows -%}
+  {%- set model = unirank.unirank_registry().inputs.source_rows -%}
   {%- if model is none -%}
     (
         select

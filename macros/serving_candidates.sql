@@ -3,13 +3,13 @@
       `sources` (in declared order), joined on the key each source is keyed by; an item found by
       several sources keeps its first; the canvas's candidate rules apply as in training
       (`exclude_source_item`, `exclude_engaged`); at most serving.candidates_per_context. -#}
-  {%- set registry = unirank_registry() -%}
+  {%- set registry = unirank.unirank_registry() -%}
   {%- set cap = registry.serving.candidates_per_context -%}
   {%- set context = registry.context_names -%}
   {%- set has_source = 'source_item_id' in context -%}
   {%- set has_user = 'user_id' in context -%}
   {%- if 'category' in context and has_source -%}
-    {%- set category_key = "case when serving_contexts.category <> " ~ sentinel_of('category') ~ " then serving_contexts.category else source_items.category end" -%}
+    {%- set category_key = "case when serving_contexts.category <> " ~ unirank.sentinel_of('category') ~ " then serving_contexts.category else source_items.category end" -%}
   {%- elif 'category' in context -%}
     {%- set category_key = 'serving_contexts.category' -%}
   {%- else -%}
@@ -119,13 +119,13 @@ candidates_filtered as (
     left join engaged_pairs
         on serving_contexts.user_id = engaged_pairs.user_id
         and candidates_ranked.item_id = engaged_pairs.item_id
-        and serving_contexts.task_type in ({{ unirank_quoted(no_engaged) }})
+        and serving_contexts.task_type in ({{ unirank.unirank_quoted(no_engaged) }})
     {% endif -%}
     where candidates_ranked.duplicate_rank = 1
         {% if no_source_item -%}
         and (
             candidates_ranked.item_id <> serving_contexts.source_item_id
-            or serving_contexts.task_type not in ({{ unirank_quoted(no_source_item) }})
+            or serving_contexts.task_type not in ({{ unirank.unirank_quoted(no_source_item) }})
         )
         {% endif -%}
         {% if no_engaged -%}

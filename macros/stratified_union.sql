@@ -14,7 +14,7 @@
       Before sampling, each canvas's candidate rules drop rows exactly as serving does:
       `exclude_source_item` the source item as its own candidate, `exclude_engaged` items the
       user engaged with strictly before the request. -#}
-  {%- set registry = unirank_registry() -%}
+  {%- set registry = unirank.unirank_registry() -%}
   {%- set strat = registry.stratification -%}
   {%- set canvases = registry.canvases -%}
   {%- set total_weight = canvases | sum(attribute='weight') -%}
@@ -45,9 +45,9 @@ labels_unioned as (
         cast(item_id as {{ dbt.type_string() }}) as item_id,
         {% for column in registry.context_columns -%}
         {% if column.name in canvas.context_columns -%}
-        {{ sentinel_coalesce(column.name, column) }} as {{ column.name }},
+        {{ unirank.sentinel_coalesce(column.name, column) }} as {{ column.name }},
         {%- else -%}
-        {{ sentinel_literal(column) }} as {{ column.name }},
+        {{ unirank.sentinel_literal(column) }} as {{ column.name }},
         {%- endif %}
         {% endfor -%}
         cast(label as {{ dbt.type_int() }}) as label,
@@ -78,7 +78,7 @@ labels_ruled as (
     from labels_unioned
     {% if no_engaged -%}
     left join first_engagements
-        on labels_unioned.task_type in ({{ unirank_quoted(no_engaged) }})
+        on labels_unioned.task_type in ({{ unirank.unirank_quoted(no_engaged) }})
         and labels_unioned.user_id = first_engagements.user_id
         and labels_unioned.item_id = first_engagements.item_id
         and first_engagements.first_engaged_at < labels_unioned.requested_at
@@ -86,7 +86,7 @@ labels_ruled as (
     where 1 = 1
         {% if no_source_item -%}
         and (
-            labels_unioned.task_type not in ({{ unirank_quoted(no_source_item) }})
+            labels_unioned.task_type not in ({{ unirank.unirank_quoted(no_source_item) }})
             or labels_unioned.item_id <> labels_unioned.source_item_id
         )
         {% endif -%}
@@ -99,7 +99,7 @@ canvas_weights as (
     {% for canvas in canvases %}
     select
         cast('{{ canvas.name }}' as {{ dbt.type_string() }}) as task_type,
-        cast({{ canvas.weight }} as {{ type_double() }}) as weight
+        cast({{ canvas.weight }} as {{ unirank.type_double() }}) as weight
     {% if not loop.last %}union all{% endif %}
     {% endfor %}
 ),
@@ -121,7 +121,7 @@ canvas_targets as (
             -- ceil(n * budget / total) without float rounding: floor((n * budget + total - 1) / total)
             else cast(floor(
                 (requests_per_canvas.n_requests * {{ strat.budget }} + sum(requests_per_canvas.n_requests) over () - 1)
-                / cast(sum(requests_per_canvas.n_requests) over () as {{ type_double() }})
+                / cast(sum(requests_per_canvas.n_requests) over () as {{ unirank.type_double() }})
             ) as {{ dbt.type_bigint() }})
         end as target_requests
         {%- elif strat.strategy == 'equal' -%}

@@ -19,16 +19,16 @@
     {%- endif -%}
     {%- for key in value -%}
       {%- if key not in spec['keys'] -%}
-        {%- set near = unirank_nearest(key, spec['keys'] | list) -%}
+        {%- set near = unirank.unirank_nearest(key, spec['keys'] | list) -%}
         {{ exceptions.raise_compiler_error("registry: unknown key `" ~ key ~ "` in " ~ where ~ "; " ~ ("did you mean `" ~ near ~ "`?" if near else "valid keys: " ~ (spec['keys'] | join(', '))) ) }}
       {%- endif -%}
     {%- endfor -%}
     {%- set result = {} -%}
     {%- for key, child in spec['keys'].items() -%}
       {%- if key in value -%}
-        {%- do result.update({key: unirank_checked(value[key], child, where ~ '.' ~ key)}) -%}
+        {%- do result.update({key: unirank.unirank_checked(value[key], child, where ~ '.' ~ key)}) -%}
       {%- elif 'default' in child -%}
-        {%- do result.update({key: unirank_checked(child['default'], child, where ~ '.' ~ key)}) -%}
+        {%- do result.update({key: unirank.unirank_checked(child['default'], child, where ~ '.' ~ key)}) -%}
       {%- else -%}
         {{ exceptions.raise_compiler_error("registry: " ~ where ~ "." ~ key ~ " is missing.") }}
       {%- endif -%}
@@ -44,7 +44,7 @@
     {%- set result = [] -%}
     {%- for item in value -%}
       {%- set label = (item.get('name') or item.get('model')) if item is mapping else none -%}
-      {%- do result.append(unirank_checked(item, spec['items'], where ~ '[' ~ (label or loop.index0) ~ ']')) -%}
+      {%- do result.append(unirank.unirank_checked(item, spec['items'], where ~ '[' ~ (label or loop.index0) ~ ']')) -%}
     {%- endfor -%}
     {{ return(result) }}
   {%- endif -%}

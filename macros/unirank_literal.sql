@@ -4,6 +4,6 @@
   {%- if type == 'string' -%}
     cast('{{ value | string | replace("'", "''") }}' as {{ dbt.type_string() }})
   {%- else -%}
-    cast({{ value }} as {{ unirank_sql_type(type) }})
+    cast({{ value }} as {{ unirank.unirank_sql_type(type) }})
   {%- endif -%}
 {% endmacro %}

@@ -8,7 +8,7 @@
         feature_models   every feature model with its columns (name, type, default, ...)
         feature_columns  their columns, in order
         context_names, canvas_names -#}
-  {%- set spec = unirank_registry_spec() -%}
+  {%- set spec = unirank.unirank_registry_spec() -%}
   {%- set raw = var('unirank', none) -%}
   {%- if raw is none -%}
     {{ exceptions.raise_compiler_error("registry: this project declares no `vars: unirank:` block in its dbt_project.yml; declare the canvases, context columns, inputs and split there (see `unirank-cli init` and docs/registry.md).") }}
@@ -26,6 +26,6 @@
     {#- through var(): a unit test's `overrides: vars` wins over --vars, as dbt intends -#}
     {%- do merged.update({key: var(key)}) -%}
   {%- endfor -%}
-  {%- set registry = unirank_checked(merged, spec.registry, 'vars.unirank') -%}
-  {{ return(unirank_registry_resolved(registry, spec.builtin_features)) }}
+  {%- set registry = unirank.unirank_checked(merged, spec.registry, 'vars.unirank') -%}
+  {{ return(unirank.unirank_registry_resolved(registry, spec.builtin_features)) }}
 {% endmacro %}

@@ -3,7 +3,7 @@
       then: a built-in feature model (by name: registered and computable from the declared
       context), a candidate source (by name: in some canvas's sources or fallbacks), or a
       context column (by name: declared). -#}
-  {%- set registry = unirank_registry() -%}
+  {%- set registry = unirank.unirank_registry() -%}
   {%- if what in registry.feature_models | map(attribute='model') | list -%}
     {{ return(true) }}
   {%- endif -%}

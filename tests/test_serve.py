@@ -10,7 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
-from ranker.config import Canvas, Settings
+from ranker.config import Settings
+from ranker.registry import Canvas
 from ranker.serve import (
     CacheMissingError,
     RecommendError,
@@ -73,7 +74,8 @@ def test_cached_lookups_answer_what_the_sql_answers(served_project: Settings) ->
     )
     country_filter = (
         "and item_id in (select item_id from item_catalogue "
-        "where position('|' || ? || '|' in '|' || available_countries || '|') > 0)"
+        "where coalesce(available_countries, '') = '' "
+        "or position('|' || ? || '|' in '|' || available_countries || '|') > 0)"
     )
     for task, key in contexts:
         for country in (None, "DE"):
@@ -143,6 +145,26 @@ def test_country_filter_keeps_only_available_items(served_project: Settings) -> 
         _cache(served_project, "select item_id, available_countries from item_catalogue")
     )
     assert result.items and all("DE" in str(available[r.item_id]).split("|") for r in result.items)
+
+
+def test_unknown_availability_means_available_everywhere(served_project: Settings) -> None:
+    """An item whose catalogue row has no countries ('' or NULL, as MovieLens and Diginetica)
+    is available in every country, the way the feature is_available_in_country reads it; an
+    item with countries is available only there."""
+    from ranker.serve import CacheReader, _CatalogueItem, current_cache_path
+
+    reader = CacheReader(current_cache_path(served_project))
+    try:
+        reader._catalogue = {
+            "listed": _CatalogueItem("c", "DE|FR", 0),
+            "blank": _CatalogueItem("c", "", 0),
+            "null": _CatalogueItem("c", None, 0),
+        }
+        assert reader.available("listed", "DE") and not reader.available("listed", "US")
+        assert reader.available("blank", "US") and reader.available("null", "US")
+        assert reader.available("listed", None)
+    finally:
+        reader.close()
 
 
 @pytest.mark.parametrize(
@@ -216,7 +238,7 @@ def _sql_fallback(
     country_filter = (
         ""
         if country is None
-        else " where item_id in (select item_id from item_catalogue where position('|' || ?::varchar || '|' in '|' || available_countries || '|') > 0)"
+        else " where item_id in (select item_id from item_catalogue where coalesce(available_countries, '') = '' or position('|' || ?::varchar || '|' in '|' || available_countries || '|') > 0)"
     )
     key_param = canvas.name if kind == "task" else key
     limit = needed + len(exclude)

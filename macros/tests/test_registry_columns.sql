@@ -2,7 +2,7 @@
   {#- The contract of a mart whose columns follow the registry (`mart`: ranking_examples or
       serving_candidates): exactly the expected columns, in order, each feature and context
       column of its declared type (string, int, float). One row per problem. -#}
-  {%- set registry = unirank_registry() -%}
+  {%- set registry = unirank.unirank_registry() -%}
   {%- set typed = {} -%}
   {%- for column in registry.context_columns + registry.feature_columns -%}
     {%- do typed.update({column.name: column.type}) -%}

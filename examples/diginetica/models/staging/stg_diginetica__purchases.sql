@@ -10,8 +10,8 @@ renamed as (
         case when userId = 'NA' then null else cast(userId as {{ dbt.type_string() }}) end as user_id,
         cast(itemId as {{ dbt.type_string() }}) as item_id,
         cast(ordernumber as {{ dbt.type_string() }}) as order_number,
-        {{ try_cast('timeframe', dbt.type_bigint()) }} as timeframe_ms,
-        {{ try_cast('eventdate', 'date') }} as event_date
+        {{ unirank.try_cast('timeframe', dbt.type_bigint()) }} as timeframe_ms,
+        {{ unirank.try_cast('eventdate', 'date') }} as event_date
     from source
 ),
 
@@ -26,7 +26,7 @@ final as (
         {#- the purchase log's timeframe counts from a session start that can be months earlier,
             so the time of day is unknown: a purchase is placed at the end of its day (after that
             day's views, never before a request of that day) -#}
-        {{ timestamp_from_epoch_microseconds(epoch_microseconds('cast(event_date as ' ~ dbt.type_timestamp() ~ ')') ~ ' + 86399999000') }} as purchased_at,
+        {{ unirank.timestamp_from_epoch_microseconds(unirank.epoch_microseconds('cast(event_date as ' ~ dbt.type_timestamp() ~ ')') ~ ' + 86399999000') }} as purchased_at,
         case
             when session_id is null then 'null session_id'
             when item_id is null then 'null item_id'

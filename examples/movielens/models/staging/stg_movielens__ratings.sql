@@ -8,8 +8,8 @@ renamed as (
     select
         cast(userId as {{ dbt.type_string() }}) as user_id,
         cast(movieId as {{ dbt.type_string() }}) as item_id,
-        {{ try_cast('rating', type_double()) }} as rating,
-        {{ try_cast('timestamp', dbt.type_bigint()) }} as rated_at_epoch
+        {{ unirank.try_cast('rating', unirank.type_double()) }} as rating,
+        {{ unirank.try_cast('timestamp', dbt.type_bigint()) }} as rated_at_epoch
     from source
 ),
 
@@ -18,7 +18,7 @@ final as (
         user_id,
         item_id,
         rating,
-        {{ timestamp_from_epoch_microseconds('rated_at_epoch * 1000000') }} as rated_at,
+        {{ unirank.timestamp_from_epoch_microseconds('rated_at_epoch * 1000000') }} as rated_at,
         case
             when user_id is null then 'null user_id'
             when item_id is null then 'null item_id'

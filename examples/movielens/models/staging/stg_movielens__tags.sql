@@ -9,7 +9,7 @@ renamed as (
         cast(userId as {{ dbt.type_string() }}) as user_id,
         cast(movieId as {{ dbt.type_string() }}) as item_id,
         cast(tag as {{ dbt.type_string() }}) as tag,
-        {{ try_cast('timestamp', dbt.type_bigint()) }} as tagged_at_epoch
+        {{ unirank.try_cast('timestamp', dbt.type_bigint()) }} as tagged_at_epoch
     from source
 ),
 
@@ -18,7 +18,7 @@ final as (
         user_id,
         item_id,
         tag,
-        {{ timestamp_from_epoch_microseconds('tagged_at_epoch * 1000000') }} as tagged_at,
+        {{ unirank.timestamp_from_epoch_microseconds('tagged_at_epoch * 1000000') }} as tagged_at,
         case
             when user_id is null then 'null user_id'
             when item_id is null then 'null item_id'

@@ -30,7 +30,7 @@ positives as (
 ),
 
 final as (
-    {{ labels_with_sampled_negatives('requests', 'positives', 'negative_pool', 'user_positives', pool_key="'__all__'", exclusion_key='user_id', context_columns=['query_text', 'user_id']) }}
+    {{ unirank.labels_with_sampled_negatives('requests', 'positives', 'negative_pool', 'user_positives', pool_key="'__all__'", exclusion_key='user_id', context_columns=['query_text', 'user_id']) }}
 )
 
 select * from final

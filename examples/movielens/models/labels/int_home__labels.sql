@@ -51,7 +51,7 @@ positives as (
 ),
 
 final as (
-    {{ labels_with_sampled_negatives('sessions', 'positives', 'negative_pool', 'user_positives', pool_key="'__all__'", exclusion_key='user_id', context_columns=['user_id']) }}
+    {{ unirank.labels_with_sampled_negatives('sessions', 'positives', 'negative_pool', 'user_positives', pool_key="'__all__'", exclusion_key='user_id', context_columns=['user_id']) }}
 )
 
 select * from final

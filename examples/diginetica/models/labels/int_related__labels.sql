@@ -54,6 +54,7 @@ requests as (
     select
         {{ dbt.concat(["'dg-related|'", 'visit_id', "'|'", 'cast(view_number as ' ~ dbt.type_string() ~ ')']) }} as request_id,
         visit_id,
+        visit_id as session_id,
         source_item_id,
         user_id,
         item_id,
@@ -69,7 +70,7 @@ positives as (
 ),
 
 final as (
-    {{ labels_with_sampled_negatives('requests', 'positives', 'negative_pool', 'visit_positives', pool_key="'__all__'", exclusion_key='visit_id', context_columns=['source_item_id', 'user_id'], excluded_item_id='source_item_id') }}
+    {{ unirank.labels_with_sampled_negatives('requests', 'positives', 'negative_pool', 'visit_positives', pool_key="'__all__'", exclusion_key='visit_id', context_columns=['source_item_id', 'user_id', 'session_id'], excluded_item_id='source_item_id') }}
 )
 
 select * from final

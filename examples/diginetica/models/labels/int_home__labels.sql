@@ -21,6 +21,7 @@ visits as (
     select
         {{ dbt.concat(["'dg-home|'", 'visit_id']) }} as request_id,
         visit_id,
+        visit_id as session_id,
         user_id,
         min(engaged_at) as requested_at
     from visit_items
@@ -46,7 +47,7 @@ positives as (
 ),
 
 final as (
-    {{ labels_with_sampled_negatives('visits', 'positives', 'negative_pool', 'visit_positives', pool_key="'__all__'", exclusion_key='visit_id', context_columns=['user_id']) }}
+    {{ unirank.labels_with_sampled_negatives('visits', 'positives', 'negative_pool', 'visit_positives', pool_key="'__all__'", exclusion_key='visit_id', context_columns=['user_id', 'session_id']) }}
 )
 
 select * from final

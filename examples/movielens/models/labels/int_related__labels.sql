@@ -44,7 +44,7 @@ positives as (
 ),
 
 final as (
-    {{ labels_with_sampled_negatives('requests', 'positives', 'negative_pool', 'user_positives', pool_key="'__all__'", exclusion_key='user_id', context_columns=['source_item_id', 'user_id'], excluded_item_id='source_item_id') }}
+    {{ unirank.labels_with_sampled_negatives('requests', 'positives', 'negative_pool', 'user_positives', pool_key="'__all__'", exclusion_key='user_id', context_columns=['source_item_id', 'user_id'], excluded_item_id='source_item_id') }}
 )
 
 select * from final

@@ -20,6 +20,7 @@ requests as (
     select
         {{ dbt.concat(["'dg-category|'", 'visit_id', "'|'", 'item_id']) }} as request_id,
         visit_id,
+        visit_id as session_id,
         item_category as category,
         user_id,
         item_id,
@@ -33,7 +34,7 @@ positives as (
 ),
 
 final as (
-    {{ labels_with_sampled_negatives('requests', 'positives', 'negative_pool', 'visit_positives', pool_key='category', exclusion_key='visit_id', context_columns=['category', 'user_id']) }}
+    {{ unirank.labels_with_sampled_negatives('requests', 'positives', 'negative_pool', 'visit_positives', pool_key='category', exclusion_key='visit_id', context_columns=['category', 'user_id', 'session_id']) }}
 )
 
 select * from final

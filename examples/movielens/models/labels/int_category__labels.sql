@@ -32,7 +32,7 @@ positives as (
 ),
 
 final as (
-    {{ labels_with_sampled_negatives('requests', 'positives', 'negative_pool', 'user_positives', pool_key='category', exclusion_key='user_id', context_columns=['category', 'user_id']) }}
+    {{ unirank.labels_with_sampled_negatives('requests', 'positives', 'negative_pool', 'user_positives', pool_key='category', exclusion_key='user_id', context_columns=['category', 'user_id']) }}
 )
 
 select * from final

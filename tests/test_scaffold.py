@@ -1,0 +1,263 @@
+"""`unirank-cli init` as a new user meets it: a project of their own that installs unirank as a
+package, grows a canvas and a feature of its own, and builds, trains, scores and recommends
+through the CLI - with no file of unirank changed. And the generic feature checks: a feature
+model that reads the probe's own time, or treats serving probes differently, fails the build."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+import yaml
+
+from ranker.config import UNIRANK_ROOT
+from ranker.scaffold import ScaffoldError, init_project
+
+pytestmark = pytest.mark.dbt
+
+CLI = str(Path(sys.executable).with_name("unirank-cli"))
+
+OWN_CANVAS = """
+{#- A canvas of this project's own: the home row again, shown as a non-personalised
+    "popular today" row (a stand-in for a new placement). -#}
+with
+
+impressions as (
+    select * from {{ ref('stg_sample__impressions') }}
+    where quarantine_reason is null
+        and canvas = 'home'
+),
+
+final as (
+    select
+        'popular-' || request_id as request_id,
+        item_id,
+        user_id,
+        max(case when is_clicked then 1 else 0 end) as label,
+        min(requested_at) as requested_at
+    from impressions
+    group by request_id, item_id, user_id
+)
+
+select * from final
+"""
+
+OWN_FEATURE = """
+{#- The item's clicks earlier the same day, strictly before the probe. -#}
+with
+
+feature_probes as (
+    select * from {{ ref('int_feature_probes') }}
+),
+
+engagements as (
+    select * from {{ ref('int_sample__engagements') }}
+),
+
+final as (
+    select
+        feature_probes.request_id,
+        feature_probes.item_id,
+        count(engagements.item_id) as item_clicks_today
+    from feature_probes
+    left join engagements
+        on engagements.item_id = feature_probes.item_id
+        and engagements.engaged_at __COMPARISON__ feature_probes.requested_at
+        and engagements.engaged_at >= date_trunc('day', feature_probes.requested_at)
+    __WHERE__
+    group by feature_probes.request_id, feature_probes.item_id
+)
+
+select * from final
+"""
+
+
+def _cli(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "UNIRANK_DUCKDB_PATH"}
+    env["COLUMNS"] = "200"  # rich tables unfolded, as on a wide terminal
+    return subprocess.run(
+        [CLI, *args], cwd=project, env=env, capture_output=True, text=True, check=False
+    )
+
+
+def _package_fingerprint() -> str:
+    """A hash of every file of the unirank dbt package a project builds from."""
+    digest = hashlib.sha256()
+    for folder in ("models", "macros", "seeds", "tests/dbt"):
+        for path in sorted((UNIRANK_ROOT / folder).rglob("*")):
+            if path.is_file():
+                digest.update(str(path.relative_to(UNIRANK_ROOT)).encode())
+                digest.update(path.read_bytes())
+    digest.update((UNIRANK_ROOT / "dbt_project.yml").read_bytes())
+    return digest.hexdigest()
+
+
+def _add_feature(project: Path, comparison: str = "<", where: str = "") -> None:
+    (project / "models" / "features" / "int_features__item_clicks_today.sql").write_text(
+        OWN_FEATURE.replace("__COMPARISON__", comparison).replace("__WHERE__", where)
+    )
+    config_path = project / "dbt_project.yml"
+    config = yaml.safe_load(config_path.read_text())
+    features = config["vars"]["unirank"]["features"]
+    if not any(isinstance(f, dict) for f in features):
+        features.append(
+            {
+                "model": "int_features__item_clicks_today",
+                "columns": [{"name": "item_clicks_today", "type": "int", "default": 0}],
+            }
+        )
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+def _query(path: Path, sql: str) -> list[tuple[object, ...]]:
+    with duckdb.connect(str(path), read_only=True) as con:
+        return con.execute(sql).fetchall()
+
+
+@pytest.fixture(scope="module")
+def fresh_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`unirank-cli init shop` in a new folder, untouched."""
+    base = tmp_path_factory.mktemp("init")
+    result = _cli(base, "init", "shop")
+    assert result.returncode == 0, result.stdout + result.stderr
+    return base / "shop"
+
+
+def test_init_writes_a_project_that_installs_unirank(fresh_project: Path) -> None:
+    config = yaml.safe_load((fresh_project / "dbt_project.yml").read_text())
+    assert config["name"] == config["profile"] == "shop"
+    registry = config["vars"]["unirank"]
+    assert [c["name"] for c in registry["canvases"]] == ["home", "related"]
+    packages = yaml.safe_load((fresh_project / "packages.yml").read_text())
+    assert packages == {"packages": [{"local": str(UNIRANK_ROOT)}]}
+    profile = yaml.safe_load((fresh_project / "profiles.yml").read_text())
+    assert "warehouse/shop.duckdb" in profile["shop"]["outputs"]["duckdb"]["path"]
+    header = (fresh_project / "seeds" / "sample_impressions.csv").read_text().splitlines()[0]
+    assert header == "request_id,canvas,user_id,source_item_id,item_id,position,clicked,requested_at"
+    label_model = (fresh_project / "models" / "labels" / "int_home__labels.sql").read_text()
+    assert "one row per (request, candidate item)" in label_model  # the contract, spelled out
+    assert "unirank-cli build" in (fresh_project / "README.md").read_text()
+
+
+def test_init_refuses_to_overwrite(fresh_project: Path, tmp_path: Path) -> None:
+    before = (fresh_project / "dbt_project.yml").read_text()
+    result = _cli(fresh_project.parent, "init", "shop")
+    assert result.returncode == 1
+    assert "already holds a dbt project" in result.stderr
+    assert (fresh_project / "dbt_project.yml").read_text() == before
+    (tmp_path / "half").mkdir()
+    (tmp_path / "half" / "README.md").write_text("mine")
+    with pytest.raises(ScaffoldError, match="already has README.md"):
+        init_project(tmp_path / "half")
+    assert (tmp_path / "half" / "README.md").read_text() == "mine"
+    assert sorted(p.name for p in (tmp_path / "half").iterdir()) == ["README.md"]
+
+
+def test_own_project_builds_trains_scores_and_recommends_without_changing_unirank(
+    tmp_path: Path,
+) -> None:
+    unirank_before = _package_fingerprint()
+    assert _cli(tmp_path, "init", "shop").returncode == 0
+    project = tmp_path / "shop"
+    (project / "models" / "labels" / "int_popular__labels.sql").write_text(OWN_CANVAS)
+    config_path = project / "dbt_project.yml"
+    config = yaml.safe_load(config_path.read_text())
+    config["vars"]["unirank"]["canvases"].append(
+        {"name": "popular", "label_model": "int_popular__labels", "context_columns": ["user_id"]}
+    )
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    _add_feature(project)
+
+    registry = _cli(project, "registry")
+    assert registry.returncode == 0, registry.stderr
+    assert "int_features__item_clicks_today" in registry.stdout
+
+    build = _cli(project, "build")
+    assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
+    for check in ("are_point_in_time", "serve_as_trained", "one_row_per_probe"):
+        assert f"PASS assert_feature_models_{check}" in build.stderr + build.stdout
+    warehouse = project / "warehouse" / "shop.duckdb"
+    per_canvas = dict(
+        _query(
+            warehouse,
+            "select task_type, max(item_clicks_today) from ranking_examples group by task_type",
+        )
+    )
+    assert set(per_canvas) == {"home", "related", "popular"}
+    assert all(v is not None and v > 0 for v in per_canvas.values())
+    served = _query(warehouse, "select count(*), max(item_clicks_today) from serving_candidates")
+    assert served[0][0] > 0 and served[0][1] is not None
+
+    train = _cli(project, "train")
+    assert train.returncode == 0, train.stderr[-3000:]
+    current = (project / "artifacts" / "models" / "CURRENT").read_text().strip()
+    metadata = json.loads(
+        (project / "artifacts" / "models" / current / "metadata.json").read_text()
+    )
+    assert "item_clicks_today" in metadata["features"]
+    assert {e["task"] for e in metadata["metrics"]} >= {"home", "related", "popular", "all"}
+    assert all("item_clicks_today" in f for f in metadata["feature_importance"].values())
+    assert (project / "reports" / current / "index.html").is_file()
+
+    score = _cli(project, "score")
+    assert score.returncode == 0, score.stderr[-3000:]
+    cache = project / "warehouse" / "cache" / "current.duckdb"
+    ((user,),) = _query(
+        cache, "select min(context_key) from recommendations where task_type = 'home'"
+    )
+    answer = _cli(project, "recommend", "home", "--context", f"user_id={user}", "--json")
+    assert answer.returncode == 0, answer.stderr
+    recommendation = json.loads(answer.stdout)
+    assert recommendation["answered_by"] == "cache" and len(recommendation["items"]) == 10
+    assert recommendation["model_version"] == current
+
+    assert _package_fingerprint() == unirank_before
+
+
+@pytest.fixture(scope="module")
+def built_project(fresh_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the fresh project with the feature of its own, built once."""
+    import shutil
+
+    project = tmp_path_factory.mktemp("checks") / "shop"
+    shutil.copytree(fresh_project, project)
+    _add_feature(project)
+    result = _cli(project, "build")
+    assert result.returncode == 0, result.stdout[-2000:]
+    return project
+
+
+@pytest.mark.parametrize(
+    ("mutation", "failing_check"),
+    [
+        # reads the probe's own time: the click a request is labelled with counts as "before"
+        ({"comparison": "<="}, "assert_feature_models_are_point_in_time"),
+        # a different answer for serving probes than for training ones
+        ({"where": "where not feature_probes.is_serving"}, "assert_feature_models_serve_as_trained"),
+    ],
+)
+def test_a_feature_model_that_leaks_or_skews_fails_the_build(
+    built_project: Path, mutation: dict[str, str], failing_check: str
+) -> None:
+    """The same feature model, mutated: the generic check fails the build and names the model
+    and the column (the failing rows are stored for `select * from` in the audit schema)."""
+    _add_feature(built_project, **mutation)
+    result = _cli(built_project, "build", "--select", f"+{failing_check}")
+    assert result.returncode == 1
+    assert f"Failure in test {failing_check}" in result.stderr
+    warehouse = built_project / "warehouse" / "shop.duckdb"
+    rows = _query(
+        warehouse,
+        f"select feature_model, feature, differing_probes from main_dbt_test__audit.{failing_check}",
+    )
+    assert rows and rows[0][:2] == ("int_features__item_clicks_today", "item_clicks_today")
+    assert rows[0][2] > 0
+    _add_feature(built_project)  # the correct model passes again
+    fixed = _cli(built_project, "build", "--select", f"+{failing_check}")
+    assert fixed.returncode == 0, fixed.stderr[-2000:]
