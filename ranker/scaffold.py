@@ -84,13 +84,20 @@ def init_project(
     directory.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=directory.parent, prefix=f".{directory.name}.") as tmp:
         staging = Path(tmp) / "project"
+        user, item = write_sample_log(staging / "seeds")
+        values = {
+            "__PROJECT__": project,
+            "__UNIRANK_PATH__": str(package),
+            "__EXAMPLE_USER__": user,
+            "__EXAMPLE_ITEM__": item,
+        }
         for template, rel in zip(templates, relative, strict=True):
             target = staging / rel
             target.parent.mkdir(parents=True, exist_ok=True)
             text = template.read_text()
-            text = text.replace("__PROJECT__", project).replace("__UNIRANK_PATH__", str(package))
+            for placeholder, value in values.items():
+                text = text.replace(placeholder, value)
             target.write_text(text)
-        write_sample_log(staging / "seeds")
         written = tuple(sorted(p.relative_to(staging) for p in staging.rglob("*") if p.is_file()))
         if directory.exists():
             for child in staging.iterdir():
@@ -108,14 +115,16 @@ def init_project(
             "unirank-cli build        # dbt deps + dbt build, every test",
             "unirank-cli train        # one model, evaluated per canvas; reports/",
             "unirank-cli score        # the recommendations cache",
-            "unirank-cli recommend home --context user_id=u0000001",
+            f"unirank-cli recommend home --context user_id={user}",
+            f"unirank-cli recommend related --context source_item_id={item}",
         ),
     )
 
 
-def write_sample_log(seeds: Path) -> None:
+def write_sample_log(seeds: Path) -> tuple[str, str]:
     """sample_impressions.csv (home and related requests of the demo simulator, one row per
-    impression, a click logged at its request's time) and sample_items.csv."""
+    impression, a click logged at its request's time) and sample_items.csv. Returns the most
+    active home user and the most frequent related source item: contexts the cache will hold."""
     import duckdb
     import pyarrow as pa
 
@@ -164,3 +173,14 @@ def write_sample_log(seeds: Path) -> None:
             ) to '{seeds / "sample_items.csv"}' (header, delimiter ',')
             """
         )
+        examples = con.execute(
+            """
+            select
+                (select user_id from requests where canvas = 'home' and user_id is not null
+                 group by user_id order by count(*) desc, user_id limit 1),
+                (select source_item_id from requests where canvas = 'related'
+                 and source_item_id is not null
+                 group by source_item_id order by count(*) desc, source_item_id limit 1)
+            """
+        ).fetchall()[0]
+    return str(examples[0]), str(examples[1])

@@ -170,7 +170,9 @@ def recommendations_sql(
         ", ".join(
             _literal(c.name)
             for c in canvases
-            if c.serving is not None and c.serving.key == "source_item_id"
+            if c.serving is not None
+            and c.serving.key == "source_item_id"
+            and c.exclude_source_item
         )
         or "''"
     )

@@ -105,6 +105,7 @@ def _kept_requests(path: Path) -> dict[str, set[str]]:
 def test_stratified_union_matches_python_and_keeps_requests_whole(
     demo_warehouse: Settings, warehouse_copy: Path, stratification: dict[str, Any]
 ) -> None:
+    # candidate rules off: every label row of a kept request stays (the rules have their tests)
     canvases = [
         {
             "name": c.name,
@@ -112,6 +113,7 @@ def test_stratified_union_matches_python_and_keeps_requests_whole(
             "context_columns": list(c.context_columns),
             "required_context": list(c.required_context),
             "weight": w,
+            "exclude_source_item": False,
         }
         for c, w in zip(demo_warehouse.registry.canvases, (4.0, 3.0, 2.0, 1.0), strict=True)
     ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -22,31 +23,6 @@ from ranker.scaffold import ScaffoldError, init_project
 pytestmark = pytest.mark.dbt
 
 CLI = str(Path(sys.executable).with_name("unirank-cli"))
-
-OWN_CANVAS = """
-{#- A canvas of this project's own: the home row again, shown as a non-personalised
-    "popular today" row (a stand-in for a new placement). -#}
-with
-
-impressions as (
-    select * from {{ ref('stg_sample__impressions') }}
-    where quarantine_reason is null
-        and canvas = 'home'
-),
-
-final as (
-    select
-        'popular-' || request_id as request_id,
-        item_id,
-        user_id,
-        max(case when is_clicked then 1 else 0 end) as label,
-        min(requested_at) as requested_at
-    from impressions
-    group by request_id, item_id, user_id
-)
-
-select * from final
-"""
 
 OWN_FEATURE = """
 {#- The item's clicks earlier the same day, strictly before the probe. -#}
@@ -159,29 +135,63 @@ def test_init_refuses_to_overwrite(fresh_project: Path, tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "half").iterdir()) == ["README.md"]
 
 
-def test_own_project_builds_trains_scores_and_recommends_without_changing_unirank(
+GUIDE = UNIRANK_ROOT / "docs" / "own-data.md"
+_STEP = re.compile(r"<!-- guide: (?P<what>[^>]+?) -->\n```\w*\n(?P<body>.*?)```", re.S)
+
+
+def guide_steps() -> list[tuple[str, str]]:
+    """The walkthrough of docs/own-data.md: (what, body) for every marked block, in order."""
+    return [(m["what"], m["body"]) for m in _STEP.finditer(GUIDE.read_text())]
+
+
+def run_guide(folder: Path) -> Path:
+    """Do what the guide says, in ``folder``: run its commands as a shell would (the venv on
+    PATH, as after `source .venv/bin/activate`), write its files, add its registry entries.
+    Returns the project folder."""
+    env = {k: v for k, v in os.environ.items() if k != "UNIRANK_DUCKDB_PATH"}
+    env["PATH"] = f"{Path(CLI).parent}{os.pathsep}{env['PATH']}"
+    env["COLUMNS"] = "200"
+    cwd = project = folder
+    for what, body in guide_steps():
+        if what.startswith("run"):
+            cwd = folder if what == "run in a new folder" else project
+            for line in body.strip().splitlines():
+                if line.startswith("cd "):
+                    cwd = project = cwd / line[3:].strip()
+                    continue
+                done = subprocess.run(
+                    line, shell=True, cwd=cwd, env=env, capture_output=True, text=True, check=False
+                )
+                assert done.returncode == 0, f"{line}:\n{done.stdout[-3000:]}{done.stderr[-3000:]}"
+                if line == "unirank-cli build":
+                    # the generic feature checks ran on every registered feature model
+                    for check in ("are_point_in_time", "serve_as_trained", "one_row_per_probe"):
+                        assert f"PASS assert_feature_models_{check}" in done.stderr + done.stdout
+        elif what.startswith("file "):
+            path = project / what.removeprefix("file ")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(body)
+        elif what.startswith("add to vars.unirank."):
+            key = what.removeprefix("add to vars.unirank.")
+            config_path = project / "dbt_project.yml"
+            config = yaml.safe_load(config_path.read_text())
+            config["vars"]["unirank"][key].extend(yaml.safe_load(body))
+            config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        else:
+            raise AssertionError(f"unknown guide step {what!r}")
+    return project
+
+
+def test_the_guide_builds_trains_scores_and_recommends_without_changing_unirank(
     tmp_path: Path,
 ) -> None:
+    """docs/own-data.md, done as written: a new project grows a canvas and a feature of its own
+    and goes through build, train, score and recommend - with no file of unirank changed."""
     unirank_before = _package_fingerprint()
-    assert _cli(tmp_path, "init", "shop").returncode == 0
-    project = tmp_path / "shop"
-    (project / "models" / "labels" / "int_popular__labels.sql").write_text(OWN_CANVAS)
-    config_path = project / "dbt_project.yml"
-    config = yaml.safe_load(config_path.read_text())
-    config["vars"]["unirank"]["canvases"].append(
-        {"name": "popular", "label_model": "int_popular__labels", "context_columns": ["user_id"]}
-    )
-    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
-    _add_feature(project)
+    kinds = [what.split()[0] for what, _ in guide_steps()]
+    assert kinds.count("file") == 2 and kinds.count("add") == 2 and kinds.count("run") >= 3
+    project = run_guide(tmp_path)
 
-    registry = _cli(project, "registry")
-    assert registry.returncode == 0, registry.stderr
-    assert "int_features__item_clicks_today" in registry.stdout
-
-    build = _cli(project, "build")
-    assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
-    for check in ("are_point_in_time", "serve_as_trained", "one_row_per_probe"):
-        assert f"PASS assert_feature_models_{check}" in build.stderr + build.stdout
     warehouse = project / "warehouse" / "shop.duckdb"
     per_canvas = dict(
         _query(
@@ -191,11 +201,6 @@ def test_own_project_builds_trains_scores_and_recommends_without_changing_uniran
     )
     assert set(per_canvas) == {"home", "related", "popular"}
     assert all(v is not None and v > 0 for v in per_canvas.values())
-    served = _query(warehouse, "select count(*), max(item_clicks_today) from serving_candidates")
-    assert served[0][0] > 0 and served[0][1] is not None
-
-    train = _cli(project, "train")
-    assert train.returncode == 0, train.stderr[-3000:]
     current = (project / "artifacts" / "models" / "CURRENT").read_text().strip()
     metadata = json.loads(
         (project / "artifacts" / "models" / current / "metadata.json").read_text()
@@ -207,6 +212,8 @@ def test_own_project_builds_trains_scores_and_recommends_without_changing_uniran
 
     score = _cli(project, "score")
     assert score.returncode == 0, score.stderr[-3000:]
+    served = _query(warehouse, "select count(*), max(item_clicks_today) from serving_candidates")
+    assert served[0][0] > 0 and served[0][1] is not None
     cache = project / "warehouse" / "cache" / "current.duckdb"
     ((user,),) = _query(
         cache, "select min(context_key) from recommendations where task_type = 'home'"

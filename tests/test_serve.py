@@ -211,7 +211,7 @@ def test_cli_recommend_json_and_errors(
     payload = json.loads(result.output)
     assert payload["answered_by"] == "cache" and len(payload["items"]) == 3
     missing = runner.invoke(app, ["recommend", "related", "--user", "u1", "--project-dir", project])
-    assert missing.exit_code == 1 and "pass --item" in missing.output
+    assert missing.exit_code == 1 and "pass --context source_item_id=VALUE" in missing.output
     bad_k = runner.invoke(
         app, ["recommend", "home", "--user", "u1", "--k", "0", "--project-dir", project]
     )

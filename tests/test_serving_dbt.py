@@ -126,18 +126,13 @@ def test_serving_features_equal_training_features(
     contexts are not personalised, so only features that do not depend on the user are compared.)"""
     request_id, key, requested_at = _training_request(demo_warehouse.duckdb_path, task)
     serving = {
-        **demo_warehouse.vars["serving"],
+        **demo_warehouse.registry.serving.model_dump(mode="json"),
         "as_of": requested_at,
         "candidates_per_context": 100,
     }
     canvases = [
-        {
-            **{f: getattr(c, f) for f in ("name", "label_model", "weight")},
-            "context_columns": list(c.context_columns),
-            "required_context": list(c.required_context),
-            "serving": {**demo_warehouse.vars["canvases"][i]["serving"], "min_requests": 1},
-        }
-        for i, c in enumerate(demo_warehouse.registry.canvases)
+        {**c, "serving": {**c["serving"], "min_requests": 1}}
+        for c in demo_warehouse.registry_vars["canvases"]
     ]
     settings = load_settings(
         demo_warehouse.project_dir,
@@ -173,6 +168,51 @@ def test_serving_features_equal_training_features(
             assert a == pytest.approx(b, abs=1e-9), (
                 f"{task} {key!r} item {item}: {name} train={a} serve={b}"
             )
+
+
+def test_candidate_rules_are_registry_options(
+    demo_warehouse: Settings, warehouse_copy: Path
+) -> None:
+    """exclude_source_item false lets the item on screen be its own candidate, in training rows
+    and in serving alike (on a clickout log most related clicks are on it); exclude_engaged
+    true on a canvas drops what its user engaged with, in both too."""
+    canvases = [dict(c) for c in demo_warehouse.registry_vars["canvases"]]
+    related = next(c for c in canvases if c["name"] == "related")
+    related["exclude_source_item"] = False
+    related["serving"] = {**related["serving"], "sources": ["popular_in_canvas"]}
+    search = next(c for c in canvases if c["name"] == "search")
+    search["exclude_engaged"] = True
+    settings = load_settings(
+        demo_warehouse.project_dir, {"canvases": canvases}, duckdb_path=warehouse_copy
+    )
+    run_dbt(
+        settings,
+        ["run", "--select", "int_labels_unioned", "int_serving_clock+", "--exclude", "ranking_examples"],
+        echo=False,
+    )
+    counts = dict(
+        _query(
+            warehouse_copy,
+            """select 'train', count(*) from int_labels_unioned
+               where task_type = 'related' and item_id = source_item_id
+               union all
+               select 'serve', count(*) from serving_candidates
+               where task_type = 'related' and item_id = source_item_id""",
+        )
+    )
+    assert counts["serve"] > 0  # popular items are often the related page's own item
+    assert counts["train"] == _query(
+        warehouse_copy,
+        "select count(*) from int_related__labels where item_id = source_item_id",
+    )[0][0]
+    engaged = _query(
+        warehouse_copy,
+        """select count(*) from int_labels_unioned as l
+           inner join int_engagement_history as h
+               on h.user_id = l.user_id and h.item_id = l.item_id and h.engaged_at < l.requested_at
+           where l.task_type = 'search'""",
+    )[0][0]
+    assert engaged == 0
 
 
 def test_candidates_are_stored_context_by_context(demo_warehouse: Settings) -> None:
