@@ -110,7 +110,9 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         for variation in dict.fromkeys(r["variation"] for r in group):
             cells = []
             for canvas in canvases:
-                row = next(r for r in group if r["variation"] == variation and r["canvas"] == canvas)
+                row = next(
+                    r for r in group if r["variation"] == variation and r["canvas"] == canvas
+                )
                 cell = f"{row['ndcg@10']:.3f}"
                 if row["vs_none"] is not None:
                     value, low, high = row["vs_none"]

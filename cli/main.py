@@ -638,12 +638,12 @@ def registry(
         for column in ("feature model", "column", "type", "default", "canvases"):
             features.add_column(column, overflow="fold")
         for model in reg.feature_models:
-            for i, col in enumerate(model.columns):
+            for i, feature_column in enumerate(model.columns):
                 features.add_row(
                     (model.model + (" (built in)" if model.builtin else "")) if i == 0 else "",
-                    col.name,
-                    col.type,
-                    repr(col.default),
+                    feature_column.name,
+                    feature_column.type,
+                    repr(feature_column.default),
                     ", ".join(model.canvases) if model.canvases else "all",
                 )
         out.print(features)

@@ -53,11 +53,6 @@ class Project:
     vars: dict[str, Any]
     model_paths: tuple[str, ...]
 
-    @property
-    def is_unirank(self) -> bool:
-        """unirank's own root (the demo) rather than a project that installs it."""
-        return self.name == PACKAGE_NAME
-
 
 @dataclass(frozen=True)
 class Settings:

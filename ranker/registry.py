@@ -442,7 +442,11 @@ class Registry(Strict):
         every registered feature column; strings are categorical, numbers numeric."""
         categorical = ["task_type"]
         numeric: list[str] = []
-        for column in (*self.context_columns, *self.feature_columns):
+        columns: tuple[ContextColumn | FeatureColumn, ...] = (
+            *self.context_columns,
+            *self.feature_columns,
+        )
+        for column in columns:
             if isinstance(column, ContextColumn) and not column.feature:
                 continue
             (categorical if column.type == "string" else numeric).append(column.name)
@@ -538,27 +542,27 @@ def _check_consistency(registry: Registry) -> None:
                 f"{where} declares no columns; list them (name, type, default), or use a "
                 f"built-in feature model: {list(BUILTIN_FEATURES)}"
             )
-        for canvas in feature.canvases or ():
-            if canvas not in registry.canvas_names:
+        for canvas_name in feature.canvases or ():
+            if canvas_name not in registry.canvas_names:
                 raise ValueError(
-                    f"{where} is meant for unknown canvas '{canvas}'; canvases are "
+                    f"{where} is meant for unknown canvas '{canvas_name}'; canvases are "
                     f"{list(registry.canvas_names)}"
                 )
         resolved = _resolve(feature, names)
         if builtin is not None and not resolved.columns:
-            needs = sorted({n for c in builtin for n in c.needs})
+            missing = sorted({n for c in builtin for n in c.needs})
             raise ValueError(
-                f"{where} needs the context column(s) {needs}, which the registry does not "
+                f"{where} needs the context column(s) {missing}, which the registry does not "
                 "declare; declare one or drop the feature"
             )
-        for column in resolved.columns:
-            if column.name in taken:
+        for feature_column in resolved.columns:
+            if feature_column.name in taken:
                 raise ValueError(
-                    f"{where} column '{column.name}' clashes with a key, context or other "
-                    "feature column; rename it"
+                    f"{where} column '{feature_column.name}' clashes with a key, context or "
+                    "other feature column; rename it"
                 )
-            taken.add(column.name)
-            _check_default(column, where)
+            taken.add(feature_column.name)
+            _check_default(feature_column, where)
 
 
 def _check_default(column: FeatureColumn, where: str) -> None:
@@ -641,8 +645,6 @@ def _path(raw: Any, loc: Sequence[Any], where: str) -> str:
             label = named or part
             text += f"[{label}]"
             node = item
-        elif part in ("FeatureModel",) or isinstance(part, str) and part.startswith("function-"):
-            continue
         else:
             text += f".{part}"
             node = node.get(part) if isinstance(node, Mapping) else None
@@ -720,10 +722,7 @@ def _spec_of(annotation: Any) -> dict[str, Any]:
     if origin in (Union, types.UnionType):
         options = [a for a in args if a is not type(None)]
         nullable = len(options) < len(args)
-        if len(options) == 1:
-            spec = _spec_of(options[0])
-        else:
-            spec = {"type": "scalar"}
+        spec = _spec_of(options[0]) if len(options) == 1 else {"type": "scalar"}
         if nullable:
             spec["nullable"] = True
         return spec

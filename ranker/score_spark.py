@@ -170,9 +170,7 @@ def recommendations_sql(
         ", ".join(
             _literal(c.name)
             for c in canvases
-            if c.serving is not None
-            and c.serving.key == "source_item_id"
-            and c.exclude_source_item
+            if c.serving is not None and c.serving.key == "source_item_id" and c.exclude_source_item
         )
         or "''"
     )

@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 
 from ranker.build import run_dbt
-from ranker.config import Settings, load_settings
+from ranker.config import Settings, load_settings, read_project
 from ranker.train import TrainParams, train_and_evaluate
 
 from .conftest import PROJECT_DIR
@@ -46,33 +46,61 @@ def _query(settings: Settings, sql: str) -> pd.DataFrame:
         return con.execute(sql).df()
 
 
-EXAMPLES = PROJECT_DIR / "examples"
+# Every example project of the repository, found, not listed: a new one is built and trained
+# by the tests below that take `example`.
+EXAMPLES = sorted(p.parent.name for p in (PROJECT_DIR / "examples").glob("*/dbt_project.yml"))
+_built: dict[str, Settings] = {}
 
 
-def _build(dataset: str, path_var: str, data: Path, tmp: Path) -> Settings:
-    settings = load_settings(
-        EXAMPLES / dataset,
-        {path_var: str(data), "stratification": SLICE},
-        duckdb_path=tmp / f"{dataset}.duckdb",
-        artifacts_dir=tmp / "artifacts",
-        reports_dir=tmp / "reports",
-    )
-    run_dbt(settings, ["build"], echo=False)
-    return settings
+def _data_paths(project: Path) -> list[Path]:
+    """Where an example reads its data: its vars named `*_path`, relative to its folder."""
+    variables = read_project(project).vars
+    return [(project / str(v)).resolve() for k, v in variables.items() if k.endswith("_path")]
 
 
-@pytest.fixture(scope="session")
+def _build(name: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """The example project `name` built once per session (on a stratified slice; its label prep
+    reads the whole log), into a temporary warehouse."""
+    if name not in _built:
+        project = PROJECT_DIR / "examples" / name
+        for data in _data_paths(project):
+            _needs(data)
+        tmp = tmp_path_factory.mktemp(name)
+        settings = load_settings(
+            project,
+            {"stratification": SLICE},
+            duckdb_path=tmp / f"{name}.duckdb",
+            artifacts_dir=tmp / "artifacts",
+            reports_dir=tmp / "reports",
+        )
+        run_dbt(settings, ["build"], echo=False)
+        _built[name] = settings
+    return _built[name]
+
+
+@pytest.fixture(params=EXAMPLES)
+def example(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return _build(request.param, tmp_path_factory)
+
+
+@pytest.fixture
 def movielens(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    _needs(MOVIELENS)
-    return _build("movielens", "movielens_path", MOVIELENS, tmp_path_factory.mktemp("movielens"))
+    return _build("movielens", tmp_path_factory)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def diginetica(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    _needs(DIGINETICA)
-    return _build(
-        "diginetica", "diginetica_path", DIGINETICA, tmp_path_factory.mktemp("diginetica")
-    )
+    return _build("diginetica", tmp_path_factory)
+
+
+def test_every_example_is_found_and_reads_its_data_in_place() -> None:
+    assert {"movielens", "diginetica"} <= set(EXAMPLES)
+    for name in EXAMPLES:
+        project = PROJECT_DIR / "examples" / name
+        packages = (project / "packages.yml").read_text()
+        assert "local: ../.." in packages  # installs unirank as a user's project does
+        for data in _data_paths(project):
+            assert data.is_relative_to(PROJECT_DIR.parent)  # beside the clone, never inside
 
 
 def _ratings() -> pd.DataFrame:
@@ -100,9 +128,7 @@ def test_movielens_requests_follow_the_documented_definitions(movielens: Setting
     user_days = positives.assign(day=positives["rated_at"].dt.date)[["userId", "day"]]
     assert requests("int_home__labels") == len(user_days.drop_duplicates())
     # related: every positive but each user's first one (it has no earlier positive as source)
-    assert (
-        requests("int_related__labels") == len(positives) - positives["userId"].nunique()
-    )
+    assert requests("int_related__labels") == len(positives) - positives["userId"].nunique()
     assert requests("int_category__labels") == len(positives)
     assert requests("int_search__labels") == len(
         tags[["userId", "movieId", "query"]].drop_duplicates()
@@ -263,12 +289,11 @@ def test_no_engagement_is_in_one_split_for_one_canvas_and_another_for_another(
     assert not crossing, list(crossing.items())[:5]
 
 
-def test_mart_splits_follow_the_global_cut(movielens: Settings, diginetica: Settings) -> None:
-    for settings in (movielens, diginetica):
-        mart = _query(settings, "select request_id, split, requested_at from ranking_examples")
-        assert (mart["split"] == _split(mart["requested_at"], settings)).all()
-        counts = mart.groupby("split")["request_id"].nunique()
-        assert set(counts.index) == {"train", "valid", "test"}
+def test_mart_splits_follow_the_global_cut(example: Settings) -> None:
+    mart = _query(example, "select request_id, split, requested_at from ranking_examples")
+    assert (mart["split"] == _split(mart["requested_at"], example)).all()
+    counts = mart.groupby("split")["request_id"].nunique()
+    assert set(counts.index) == {"train", "valid", "test"}
 
 
 def test_diginetica_requests_follow_the_documented_definitions(diginetica: Settings) -> None:
@@ -316,11 +341,8 @@ def test_diginetica_requests_follow_the_documented_definitions(diginetica: Setti
             assert (labels["source_item_id"] != labels["item_id"]).all()
 
 
-@pytest.mark.parametrize("dataset", ["movielens", "diginetica"])
-def test_a_short_training_evaluates_every_canvas(
-    dataset: str, request: pytest.FixtureRequest, tmp_path: Path
-) -> None:
-    built: Settings = request.getfixturevalue(dataset)
+def test_a_short_training_evaluates_every_canvas(example: Settings, tmp_path: Path) -> None:
+    built = example
     copy = tmp_path / "warehouse.duckdb"
     copy.write_bytes(built.duckdb_path.read_bytes())
     settings = load_settings(
@@ -379,7 +401,7 @@ def test_vars_override_the_project_registry_in_dbt_as_in_python(movielens: Setti
         ("diginetica", ["session_item_views", "session_category_views", "session_views"]),
     ],
 )
-def test_each_example_adds_features_of_its_own(
+def test_named_examples_add_features_of_their_own(
     dataset: str, columns: list[str], request: pytest.FixtureRequest
 ) -> None:
     """One SQL model and one registry entry: the columns reach the mart with real values on the
@@ -395,6 +417,15 @@ def test_each_example_adds_features_of_its_own(
     ).set_index("task_type")
     assert (stats.max() > 2).all(), stats  # informative somewhere, not a constant
     assert set(columns) <= set(settings.registry.model_features.numeric)
+
+
+def test_every_example_declares_a_feature_of_its_own_that_reaches_the_mart(
+    example: Settings,
+) -> None:
+    own = [c.name for f in example.registry.feature_models if not f.builtin for c in f.columns]
+    assert own, f"{example.project_name} declares no feature model of its own"
+    present = set(_query(example, "select * from ranking_examples limit 0").columns)
+    assert set(own) <= present
 
 
 def test_movielens_ratings_before_never_see_the_request_itself(movielens: Settings) -> None:

@@ -240,7 +240,9 @@ def test_a_bad_registry_stops_dbt_alone_and_the_cli_with_the_same_message(
     assert not (tmp_path / "w.duckdb").exists()
 
 
-def test_a_registry_key_given_to_dbt_alone_is_checked_too(project_dir: Path, tmp_path: Path) -> None:
+def test_a_registry_key_given_to_dbt_alone_is_checked_too(
+    project_dir: Path, tmp_path: Path
+) -> None:
     result = _dbt(
         project_dir,
         tmp_path / "w.duckdb",

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 from pathlib import Path
 
@@ -12,7 +11,7 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from ranker.config import load_settings
-from ranker.profiles import ProfileError, engine, load_target, settings_target
+from ranker.profiles import ProfileError, engine, load_target
 from ranker.score import ScoringError, score_candidates
 from ranker.spark import SparkError, session
 
@@ -83,6 +82,7 @@ def test_profiles_are_found_where_dbt_looks(
     (project / "profiles.yml").write_text("x: {}\n")
     assert profiles_dir(project) == project
     assert profiles_dir(project, explicit=elsewhere) == elsewhere
+
 
 def test_unknown_target_names_the_known_ones(project_dir: Path) -> None:
     with pytest.raises(ProfileError, match=r"target 'sparky' is not in .*\['duckdb', 'spark'"):

@@ -59,7 +59,9 @@ def test_demo_registry_parses_with_defaults(demo_registry: dict[str, Any]) -> No
     assert registry.stratification == Stratification()  # left out: the default
     assert registry.training.yetirank_permutations == 1  # the measured fast default
     assert registry.split.valid_from == datetime(2026, 2, 2)
-    assert registry.canvas("home").exclude_engaged and registry.canvas("related").exclude_source_item
+    assert (
+        registry.canvas("home").exclude_engaged and registry.canvas("related").exclude_source_item
+    )
     features = registry.model_features
     assert features.categorical == ("task_type", "country", "device", "category", "item_category")
     assert "query_title_match" in features.numeric and "user_id" not in features.all
@@ -195,7 +197,9 @@ def test_split_accepts_dates_and_timestamps(demo_registry: dict[str, Any]) -> No
     """A two-day log can be split: timestamps are kept to the second, not cut to the date."""
     registry = parse_registry(
         _changed(
-            demo_registry, "split", {"valid_from": "2026-02-02 12:00", "test_from": "2026-02-02T18:30"}
+            demo_registry,
+            "split",
+            {"valid_from": "2026-02-02 12:00", "test_from": "2026-02-02T18:30"},
         )
     )
     assert registry.split.valid_from == datetime(2026, 2, 2, 12, 0)
@@ -203,7 +207,9 @@ def test_split_accepts_dates_and_timestamps(demo_registry: dict[str, Any]) -> No
     from datetime import date
 
     dated = parse_registry(
-        _changed(demo_registry, "split", {"valid_from": date(2026, 2, 2), "test_from": "2026-02-09"})
+        _changed(
+            demo_registry, "split", {"valid_from": date(2026, 2, 2), "test_from": "2026-02-09"}
+        )
     )
     assert dated.split.valid_from == datetime(2026, 2, 2)
 

@@ -115,7 +115,9 @@ def test_init_writes_a_project_that_installs_unirank(fresh_project: Path) -> Non
     profile = yaml.safe_load((fresh_project / "profiles.yml").read_text())
     assert "warehouse/shop.duckdb" in profile["shop"]["outputs"]["duckdb"]["path"]
     header = (fresh_project / "seeds" / "sample_impressions.csv").read_text().splitlines()[0]
-    assert header == "request_id,canvas,user_id,source_item_id,item_id,position,clicked,requested_at"
+    assert (
+        header == "request_id,canvas,user_id,source_item_id,item_id,position,clicked,requested_at"
+    )
     label_model = (fresh_project / "models" / "labels" / "int_home__labels.sql").read_text()
     assert "one row per (request, candidate item)" in label_model  # the contract, spelled out
     assert "unirank-cli build" in (fresh_project / "README.md").read_text()
@@ -129,7 +131,7 @@ def test_init_refuses_to_overwrite(fresh_project: Path, tmp_path: Path) -> None:
     assert (fresh_project / "dbt_project.yml").read_text() == before
     (tmp_path / "half").mkdir()
     (tmp_path / "half" / "README.md").write_text("mine")
-    with pytest.raises(ScaffoldError, match="already has README.md"):
+    with pytest.raises(ScaffoldError, match=r"already has README\.md"):
         init_project(tmp_path / "half")
     assert (tmp_path / "half" / "README.md").read_text() == "mine"
     assert sorted(p.name for p in (tmp_path / "half").iterdir()) == ["README.md"]
@@ -246,7 +248,10 @@ def built_project(fresh_project: Path, tmp_path_factory: pytest.TempPathFactory)
         # reads the probe's own time: the click a request is labelled with counts as "before"
         ({"comparison": "<="}, "assert_feature_models_are_point_in_time"),
         # a different answer for serving probes than for training ones
-        ({"where": "where not feature_probes.is_serving"}, "assert_feature_models_serve_as_trained"),
+        (
+            {"where": "where not feature_probes.is_serving"},
+            "assert_feature_models_serve_as_trained",
+        ),
     ],
 )
 def test_a_feature_model_that_leaks_or_skews_fails_the_build(

@@ -187,7 +187,14 @@ def test_candidate_rules_are_registry_options(
     )
     run_dbt(
         settings,
-        ["run", "--select", "int_labels_unioned", "int_serving_clock+", "--exclude", "ranking_examples"],
+        [
+            "run",
+            "--select",
+            "int_labels_unioned",
+            "int_serving_clock+",
+            "--exclude",
+            "ranking_examples",
+        ],
         echo=False,
     )
     counts = dict(
@@ -201,10 +208,13 @@ def test_candidate_rules_are_registry_options(
         )
     )
     assert counts["serve"] > 0  # popular items are often the related page's own item
-    assert counts["train"] == _query(
-        warehouse_copy,
-        "select count(*) from int_related__labels where item_id = source_item_id",
-    )[0][0]
+    assert (
+        counts["train"]
+        == _query(
+            warehouse_copy,
+            "select count(*) from int_related__labels where item_id = source_item_id",
+        )[0][0]
+    )
     engaged = _query(
         warehouse_copy,
         """select count(*) from int_labels_unioned as l

@@ -101,7 +101,9 @@ def _allowlist() -> list[dict[str, Any]]:
 def test_every_model_and_test_transpiles_or_is_allow_listed(
     compiled_nodes: dict[str, str], project_dir: Path
 ) -> None:
-    models = {p.stem for folder in projects(project_dir) for p in (folder / "models").rglob("*.sql")}
+    models = {
+        p.stem for folder in projects(project_dir) for p in (folder / "models").rglob("*.sql")
+    }
     assert models <= set(compiled_nodes), f"not compiled: {sorted(models - set(compiled_nodes))}"
     entries = _allowlist()
     unexplained = [

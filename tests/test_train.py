@@ -171,7 +171,7 @@ def test_a_canvas_absent_from_test_only(tiny_settings: Settings) -> None:
 def test_bad_training_params_are_refused(tiny_settings: Settings) -> None:
     with pytest.raises(train.TrainingError, match="learning_rate"):
         TrainParams.from_settings(tiny_settings, learning_rate=0)
-    with pytest.raises(RegistryError, match="unknown key `iters` in vars.unirank.training"):
+    with pytest.raises(RegistryError, match=r"unknown key `iters` in vars\.unirank\.training"):
         _with_training(tiny_settings, {"iters": 5})
 
 
