@@ -104,11 +104,18 @@ canvas_weights as (
     {% endfor %}
 ),
 
+requests as (
+    select distinct
+        task_type,
+        request_id
+    from labels_ruled
+),
+
 requests_per_canvas as (
     select
         task_type,
-        count(distinct request_id) as n_requests
-    from labels_ruled
+        count(*) as n_requests
+    from requests
     group by task_type
 ),
 
@@ -135,23 +142,35 @@ canvas_targets as (
 ),
 
 requests_ranked as (
+    -- one row per request (not per candidate): the sort is over requests only
     select
-        labels_ruled.*,
-        dense_rank() over (
-            partition by labels_ruled.task_type
+        requests.task_type,
+        requests.request_id,
+        row_number() over (
+            partition by requests.task_type
             order by
-                {{ dbt.hash(dbt.concat(['labels_ruled.request_id', "'|" ~ strat.seed ~ "'"])) }},
-                labels_ruled.request_id
+                {{ dbt.hash(dbt.concat(['requests.request_id', "'|" ~ strat.seed ~ "'"])) }},
+                requests.request_id
         ) as request_rank
-    from labels_ruled
+    from requests
 ),
 
-requests_sampled as (
-    select requests_ranked.*
+requests_kept as (
+    select
+        requests_ranked.task_type,
+        requests_ranked.request_id
     from requests_ranked
     inner join canvas_targets
         on requests_ranked.task_type = canvas_targets.task_type
     where requests_ranked.request_rank <= canvas_targets.target_requests
+),
+
+requests_sampled as (
+    select labels_ruled.*
+    from labels_ruled
+    inner join requests_kept
+        on labels_ruled.task_type = requests_kept.task_type
+        and labels_ruled.request_id = requests_kept.request_id
 ),
 
 final as (

@@ -63,7 +63,6 @@ class Settings:
     artifacts_dir: Path
     reports_dir: Path
     registry: Registry
-    vars: dict[str, Any]
     var_overrides: dict[str, Any]
     # The dbt target (profiles.yml) the warehouse lives in; None = the profile's default.
     target: str | None = None
@@ -200,7 +199,6 @@ def load_settings(
             project.directory, reports_dir or os.environ.get("UNIRANK_REPORTS_DIR", "reports")
         ),
         registry=registry,
-        vars={**project.vars, **overrides},
         var_overrides=overrides,
         target=target,
         project_name=project.name,

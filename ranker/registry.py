@@ -13,7 +13,6 @@ them in ``features`` by name, next to its own feature models, which it declares 
 
 from __future__ import annotations
 
-import difflib
 import json
 import math
 import types
@@ -613,13 +612,12 @@ def _explain(exc: ValidationError, raw: Any, where: str) -> str:
         loc = tuple(error["loc"])
         if any(other[: len(loc)] == loc and len(other) > len(loc) for other in locs):
             continue  # a child's error says more
-
         path = _path(raw, loc, where)
         kind = error["type"]
         if kind == "extra_forbidden":
             valid = list(_keys_at(Registry, loc[:-1]))
-            near = difflib.get_close_matches(str(loc[-1]), valid, n=1, cutoff=0.6)
-            hint = f"did you mean `{near[0]}`?" if near else f"valid keys: {', '.join(valid)}"
+            near = nearest(str(loc[-1]), valid)
+            hint = f"did you mean `{near}`?" if near else f"valid keys: {', '.join(valid)}"
             lines.append(
                 f"registry: unknown key `{loc[-1]}` in {_path(raw, loc[:-1], where)}; {hint}"
             )
@@ -627,11 +625,31 @@ def _explain(exc: ValidationError, raw: Any, where: str) -> str:
             lines.append(f"registry: {path} is missing")
         elif kind == "value_error":
             message = str(error["msg"]).removeprefix("Value error, ")
-            prefix = _path(raw, loc, where)
-            lines.append(f"registry: {message}" if not loc else f"registry: {prefix}: {message}")
+            lines.append(f"registry: {message}" if not loc else f"registry: {path}: {message}")
         else:
             lines.append(f"registry: {path} is {error.get('input')!r}: {error['msg']}")
     return "\n".join(dict.fromkeys(lines))
+
+
+def nearest(word: str, candidates: Sequence[str]) -> str | None:
+    """The candidate closest to ``word`` by edit distance (the first of equals), or None when
+    even it differs in more than a third of its letters: the "did you mean". The dbt macro
+    ``unirank_nearest`` applies the same rule, so dbt and the CLI suggest the same key."""
+    best, best_distance = None, 999
+    for candidate in candidates:
+        previous = list(range(len(candidate) + 1))
+        for i, letter in enumerate(word, start=1):
+            current = [i]
+            for j, other in enumerate(candidate, start=1):
+                current.append(
+                    min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (letter != other))
+                )
+            previous = current
+        if previous[-1] < best_distance:
+            best, best_distance = candidate, previous[-1]
+    if best is None or best_distance * 3 > max(len(word), len(best)):
+        return None
+    return best
 
 
 def _path(raw: Any, loc: Sequence[Any], where: str) -> str:

@@ -22,6 +22,7 @@ from ranker.registry import (
     Stratification,
     compact_spec,
     generated_files,
+    nearest,
     parse_registry,
 )
 
@@ -328,3 +329,22 @@ def test_traffic_keeps_canvas_shares(counts: dict[str, int], budget: int) -> Non
         if budget < total:  # every canvas keeps the same share, rounded up
             assert abs(kept[canvas] - n * budget / total) < 1
     assert sum(kept.values()) <= min(total, budget) + len(counts)
+
+
+@pytest.mark.parametrize(
+    ("word", "expected"),
+    [
+        ("stratificaton", "stratification"),
+        ("requried_context", "required_context"),
+        ("learnig_rate", "learning_rate"),
+        ("colums", "columns"),
+        ("zzz", None),
+        ("budget", "budget"),
+    ],
+)
+def test_nearest_key_is_the_closest_by_edit_distance(word: str, expected: str | None) -> None:
+    keys = [
+        "inputs", "context_columns", "canvases", "features", "split", "stratification",
+        "training", "learning_rate", "required_context", "columns", "budget",
+    ]  # fmt: skip
+    assert nearest(word, keys) == expected

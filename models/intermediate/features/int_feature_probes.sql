@@ -12,6 +12,8 @@
     and serving differently). tests/dbt/assert_feature_models_*.sql compare them. -#}
 {%- set registry = unirank_registry() -%}
 {%- set every = registry.feature_checks.every_nth_request -%}
+{%- set columns = ['request_id', 'task_type', 'item_id'] + registry.context_names -%}
+{%- set twins = {'check_past': 1, 'check_serve': 0} if every > 0 else {} -%}
 
 with
 
@@ -24,27 +26,9 @@ serving_candidates as (
 ),
 
 probes_unioned as (
-    select
-        request_id,
-        task_type,
-        item_id,
-        {% for column in registry.context_names -%}
-        {{ column }},
-        {% endfor -%}
-        'train' as probe_kind,
-        requested_at
-    from labels_unioned
+    select {{ columns | join(', ') }}, 'train' as probe_kind, requested_at from labels_unioned
     union all
-    select
-        request_id,
-        task_type,
-        item_id,
-        {% for column in registry.context_names -%}
-        {{ column }},
-        {% endfor -%}
-        'serve' as probe_kind,
-        requested_at
-    from serving_candidates
+    select {{ columns | join(', ') }}, 'serve' as probe_kind, requested_at from serving_candidates
 ),
 
 probes_timed as (
@@ -54,66 +38,27 @@ probes_timed as (
     from probes_unioned
 ),
 
-{% if every > 0 -%}
-twins as (
-    select
-        {{ dbt.concat(["'check|past|'", 'request_id']) }} as request_id,
-        task_type,
-        item_id,
-        {% for column in registry.context_names -%}
-        {{ column }},
-        {% endfor -%}
-        'check_past' as probe_kind,
-        {{ timestamp_from_epoch_microseconds('requested_at_us - 1') }} as requested_at,
-        requested_at_us - 1 as requested_at_us
-    from probes_timed
-    where probe_kind = 'train'
-        and {{ hash_bucket('request_id', every) }} = 0
+probes_and_twins as (
+    select * from probes_timed
+    {% for kind, shift_us in twins.items() %}
     union all
     select
-        {{ dbt.concat(["'check|serve|'", 'request_id']) }} as request_id,
-        task_type,
-        item_id,
-        {% for column in registry.context_names -%}
-        {{ column }},
-        {% endfor -%}
-        'check_serve' as probe_kind,
-        requested_at,
-        requested_at_us
+        {{ dbt.concat(["'" ~ kind | replace('_', '|') ~ "|'", 'request_id']) }} as request_id,
+        {{ columns[1:] | join(', ') }},
+        '{{ kind }}' as probe_kind,
+        {{ timestamp_from_epoch_microseconds('requested_at_us - ' ~ shift_us) }} as requested_at,
+        requested_at_us - {{ shift_us }} as requested_at_us
     from probes_timed
     where probe_kind = 'train'
         and {{ hash_bucket('request_id', every) }} = 0
+    {% endfor %}
 ),
-{%- endif %}
 
 final as (
     select
-        request_id,
-        task_type,
-        item_id,
-        {% for column in registry.context_names -%}
-        {{ column }},
-        {% endfor -%}
-        probe_kind,
-        probe_kind in ('serve', 'check_serve') as is_serving,
-        requested_at,
-        requested_at_us
-    from probes_timed
-    {% if every > 0 -%}
-    union all
-    select
-        request_id,
-        task_type,
-        item_id,
-        {% for column in registry.context_names -%}
-        {{ column }},
-        {% endfor -%}
-        probe_kind,
-        probe_kind in ('serve', 'check_serve') as is_serving,
-        requested_at,
-        requested_at_us
-    from twins
-    {%- endif %}
+        *,
+        probe_kind in ('serve', 'check_serve') as is_serving
+    from probes_and_twins
 )
 
 select * from final
