@@ -15,6 +15,7 @@ from ranker.registry import BUILTIN_FEATURES
 
 pytestmark = pytest.mark.dbt
 
+
 def comparable_features(settings: Settings, task: str) -> list[str]:
     """The registered feature columns a serving context of `task` can reproduce: a serving
     context holds only the canvas's serving key and carried columns, so a feature that needs
@@ -164,9 +165,7 @@ def test_serving_features_equal_training_features(
     for item in both:
         for name, a, b in zip(compared, training[item], served[item], strict=True):
             expected = b if isinstance(b, str) else pytest.approx(b, abs=1e-9)
-            assert a == expected, (
-                f"{task} {key!r} item {item}: {name} train={a} serve={b}"
-            )
+            assert a == expected, f"{task} {key!r} item {item}: {name} train={a} serve={b}"
 
 
 def test_candidate_rules_are_registry_options(
