@@ -183,7 +183,7 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         f"Measured {report['measured_at']} on {report['machine']['cpus']} CPUs, DuckDB "
         f"{report['machine']['duckdb']}. `unirank-cli build --logs <set>` runs every model and "
-        "every dbt test (2 dbt threads). Reproduce: `.venv/bin/python benchmarks/dbt_build.py`.",
+        "every dbt test (1 dbt thread, the profile's default). Reproduce: `.venv/bin/python benchmarks/dbt_build.py`.",
         "",
         "| impressions | mart rows | generate (s) | generate peak RSS (MiB) | dbt build (s) | dbt build CPU (s) | dbt build peak RSS (MiB) |",
         "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
