@@ -1,43 +1,57 @@
 # Two commands do everything on a fresh clone:
-#   make demo   create .venv, install unirank, run the main job on DuckDB with the bundled demo data:
-#               dbt build -> train + evaluate per canvas -> reports (prints where the index is)
-#               -> score into the recommendations cache -> example recommendations per canvas
-#   make test   create .venv, install unirank, run the whole test suite
+#   make demo   create .venv, install unirank (the DuckDB path only), run the main job on the
+#               bundled demo data: dbt build -> train + evaluate per canvas -> reports (prints
+#               where the index is) -> score into the recommendations cache -> example
+#               recommendations per canvas
+#   make test   create .venv, install unirank with the test tools and the Spark extra, run the
+#               whole test suite
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+# One stamp per install, so `make demo` never pulls PySpark and `make test` adds what it needs.
+CORE := $(VENV)/.installed-core
+DEV := $(VENV)/.installed-dev
 
-.PHONY: demo test test-fast lint bench quality clean
+.PHONY: demo test test-fast lint spark bench quality clean
 
-$(STAMP): pyproject.toml
+$(CORE): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,spark]'
-	touch $(STAMP)
+	$(BIN)/pip install --quiet -e .
+	touch $(CORE)
 
-demo: $(STAMP)
+$(DEV): $(CORE)
+	$(BIN)/pip install --quiet -e '.[dev,spark]'
+	touch $(DEV)
+
+demo: $(CORE)
 	$(BIN)/unirank-cli build
 	$(BIN)/unirank-cli train
 	$(BIN)/unirank-cli score --samples 1
 
-test: $(STAMP)
+test: $(DEV)
 	$(BIN)/pytest
 
-test-fast: $(STAMP)
+test-fast: $(DEV)
 	$(BIN)/pytest -m "not dbt and not slow and not spark"
 
-lint: $(STAMP)
+lint: $(DEV)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy
 
-bench: $(STAMP)
+# The opt-in for running on Spark outside the tests (docs/spark.md): PySpark and dbt-spark.
+spark: $(CORE)
+	$(BIN)/pip install --quiet -e '.[spark]'
+
+bench: $(DEV)
 	$(BIN)/pip install --quiet -e '.[dev,spark,bench]'
 	$(BIN)/python benchmarks/dbt_build.py
 
-# Unified vs per-canvas models on demo, MovieLens and Diginetica (../shared/data): ~20 min.
-quality: $(STAMP)
+# Unified vs per-canvas models on the demo and the example projects (../shared/data): ~30 min.
+quality: $(DEV)
 	$(BIN)/pip install --quiet -e '.[dev,spark,bench]'
 	$(BIN)/python benchmarks/quality.py
 
 clean:
 	rm -rf target logs warehouse data/generated* artifacts reports .pytest_cache
+	rm -rf examples/*/target examples/*/logs examples/*/warehouse examples/*/artifacts \
+		examples/*/reports examples/*/dbt_packages examples/*/package-lock.yml

@@ -1,6 +1,6 @@
-"""Row counts per dataset and canvas, for docs/datasets.md.
+"""Row counts per project and canvas, for docs/datasets.md.
 
-Reads the warehouses `benchmarks/quality.py` built (benchmarks/work/quality/<dataset>/) and prints,
+Reads the warehouses `benchmarks/quality.py` built (benchmarks/work/quality/<project>/) and prints,
 per canvas: requests and rows of its label model (before stratification), the positive share, and
 the requests per split in the ranking mart. Run after the quality benchmark:
 
@@ -17,17 +17,18 @@ import duckdb
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from quality import PROJECTS, WORK  # noqa: E402
 
 from ranker.config import load_settings  # noqa: E402
-
-WORK = ROOT / "benchmarks" / "work" / "quality"
 
 
 def counts_table(dataset: str, work: Path = WORK) -> str:
     warehouse = work / dataset / "unirank.duckdb"
     if not warehouse.exists():
         return f"{dataset}: no warehouse at {warehouse} (run benchmarks/quality.py first)"
-    settings = load_settings(ROOT, {"dataset": dataset}, duckdb_path=warehouse)
+    settings = load_settings(PROJECTS[dataset], duckdb_path=warehouse)
     lines = [
         f"{dataset} ({warehouse})",
         "",
@@ -56,7 +57,7 @@ def counts_table(dataset: str, work: Path = WORK) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--datasets", nargs="+", default=["demo", "movielens", "diginetica"])
+    parser.add_argument("--datasets", nargs="+", choices=sorted(PROJECTS), default=list(PROJECTS))
     parser.add_argument("--work", type=Path, default=WORK, help="the quality benchmark's folder")
     args = parser.parse_args()
     print("\n\n".join(counts_table(d, args.work) for d in args.datasets))

@@ -1,12 +1,15 @@
 """Quality benchmark: unified vs per-canvas models on every dataset, one table per dataset.
 
-For each dataset (demo, movielens, diginetica) it runs the whole pipeline as a user would -
-`dbt build` with `dataset: <name>`, then `train_and_evaluate` with the dataset's training defaults -
-and compares on exactly the same test requests: the unified CatBoost YetiRank model, bespoke
+For each project - the demo (unirank's root), examples/movielens and examples/diginetica, each a
+dbt project that installs unirank as a package - it runs the whole pipeline as a user would
+(`dbt build` of the project, then `train_and_evaluate` with the project's training settings) and
+compares on exactly the same test requests: the unified CatBoost YetiRank model, bespoke
 per-canvas YetiRank models (same features and budget), the unified model without `task_type`,
-popularity, and LightGBM lambdarank on the same features (benchmarks/peers.py). Metrics per
-canvas: NDCG@10, MAP@10, MRR, HitRate@10 with 95% bootstrap intervals over requests, and paired
-intervals for the differences.
+popularity, LightGBM lambdarank on the same features (benchmarks/peers.py) and, where the
+project declares feature models of its own, the unified model without them
+(`without_project_features`: what those features are worth, per canvas). Metrics per canvas:
+NDCG@10, MAP@10, MRR, HitRate@10 with 95% bootstrap intervals over requests, and paired intervals
+for the differences.
 
 Reproduce (installs the bench extra, then ~15-25 min on 2 cores):
 
@@ -24,6 +27,7 @@ import json
 import platform
 import sys
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -37,26 +41,52 @@ from peers import LIGHTGBM_PARAMS, lightgbm_lambdarank  # noqa: E402
 from ranker.build import run_dbt  # noqa: E402
 from ranker.config import load_settings  # noqa: E402
 from ranker.dataset import mart_summary  # noqa: E402
-from ranker.train import TrainParams, evaluation_to_dict, train_and_evaluate  # noqa: E402
+from ranker.train import (  # noqa: E402
+    TrainParams,
+    evaluation_to_dict,
+    fit_ranker,
+    train_and_evaluate,
+)
 
 DATASETS = ("demo", "movielens", "diginetica")
+PROJECTS = {
+    "demo": ROOT,
+    "movielens": ROOT / "examples" / "movielens",
+    "diginetica": ROOT / "examples" / "diginetica",
+}
 DATA_DIRS = {
     "movielens": ROOT.parent / "shared" / "data" / "movielens-latest-small",
     "diginetica": ROOT.parent / "shared" / "data" / "diginetica-sample",
 }
-KINDS = ("unified", "bespoke", "no_task", "popularity", "lightgbm")
+KINDS = ("unified", "bespoke", "no_task", "popularity", "lightgbm", "without_project_features")
 METRICS = ("ndcg@10", "map@10", "mrr", "hitrate@10")
 WORK = ROOT / "benchmarks" / "work" / "quality"
 RESULTS = ROOT / "benchmarks" / "results"
 
 
+def without_project_features(settings: Any, params: TrainParams) -> Callable[..., Any] | None:
+    """A peer: the unified model trained without the project's own feature columns (same data,
+    same settings), or None when the project declares none."""
+    own = {c.name for f in settings.registry.feature_models if not f.builtin for c in f.columns}
+    if not own:
+        return None
+
+    def peer(train: Any, valid: Any, test: Any, features: Any, categorical: Any) -> Any:
+        kept = [f for f in features if f not in own]
+        return fit_ranker(
+            "without_project_features", train, valid, kept, categorical, params
+        ).predict(test)
+
+    return peer
+
+
 def run_dataset(name: str, threads: int) -> dict[str, Any]:
-    overrides: dict[str, Any] = {"dataset": name}
+    overrides: dict[str, Any] = {}
     if name in DATA_DIRS:
         overrides[f"{name}_path"] = str(DATA_DIRS[name])
     work = WORK / name
     settings = load_settings(
-        ROOT,
+        PROJECTS[name],
         overrides,
         duckdb_path=work / "unirank.duckdb",
         artifacts_dir=work / "artifacts",
@@ -66,18 +96,23 @@ def run_dataset(name: str, threads: int) -> dict[str, Any]:
     run_dbt(settings, ["build"], echo=False)
     build_seconds = time.perf_counter() - started
     params = TrainParams.from_settings(settings, thread_count=threads, compare=True)
-    result = train_and_evaluate(
-        settings,
-        params,
-        write_reports=False,
-        peers={"lightgbm": lambda tr, va, te, f, c: lightgbm_lambdarank(tr, va, te, f, c, threads)},
-    )
+    peers: dict[str, Callable[..., Any]] = {
+        "lightgbm": lambda tr, va, te, f, c: lightgbm_lambdarank(tr, va, te, f, c, threads)
+    }
+    ablation = without_project_features(settings, params)
+    if ablation is not None:
+        peers["without_project_features"] = ablation
+    result = train_and_evaluate(settings, params, write_reports=False, peers=peers)
     splits = [
         {"task": s.task_type, "split": s.split, "requests": s.requests, "rows": s.rows}
         for s in mart_summary(settings)
     ]
     return {
         "dataset": name,
+        "project": str(PROJECTS[name].relative_to(ROOT)) or ".",
+        "project_features": sorted(
+            c.name for f in settings.registry.feature_models if not f.builtin for c in f.columns
+        ),
         "run_at": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "model_version": result.version,
         "build_seconds": round(build_seconds, 1),
@@ -125,7 +160,9 @@ def write_markdown(report: dict[str, Any]) -> str:
         "`no_task` the unified model without `task_type`; `popularity` the item's engagements "
         "in the canvas before the request; `lightgbm` LightGBM lambdarank on the same features "
         f"({', '.join(f'{k}={v}' for k, v in LIGHTGBM_PARAMS.items() if k != 'verbose')}, "
-        "early stopping 50 on valid NDCG@10).",
+        "early stopping 50 on valid NDCG@10); `without_project_features` the unified model "
+        "without the feature models the example project declares itself (so `vs "
+        "without_project_features` is what they add).",
         "",
     ]
     for run in report["runs"]:
@@ -139,6 +176,13 @@ def write_markdown(report: dict[str, Any]) -> str:
         lines += [
             f"## {run['dataset']}",
             "",
+            f"Project `{run.get('project', '.')}`"
+            + (
+                f"; its own features: {', '.join(run['project_features'])}"
+                if run.get("project_features")
+                else ""
+            )
+            + ". "
             f"Run {run.get('run_at') or _run_at(run['model_version'])}. "
             f"Model {run['model_version']}; dbt build {run['build_seconds']} s; training and "
             f"comparison {run['timings'].get('total_seconds', 0)} s. Params: {run['params']}.",

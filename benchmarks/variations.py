@@ -1,11 +1,11 @@
 """Unified vs bespoke under training variations, on a warehouse the quality benchmark built.
 
-Used to investigate where the unified model loses to the per-canvas models (README, "Quality").
+Used to investigate where the unified model loses to the per-canvas models (docs/training.md).
 Each variation changes TrainParams for every model compared (unified, bespoke, no_task: same
 budget), trains on a copy of the warehouse and prints one JSON line per variation: NDCG@10 of
 unified and bespoke per canvas and the paired 95% interval of their difference.
 
-    make quality    # builds benchmarks/work/quality/<dataset>/unirank.duckdb
+    make quality    # builds benchmarks/work/quality/<project>/unirank.duckdb
     .venv/bin/python benchmarks/variations.py --dataset diginetica \\
         base='{}' depth8='{"depth": 8}' ctr='{"one_hot_max_size": 1}' \\
         all_negatives='{"max_negatives_per_request": null}'
@@ -28,6 +28,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from quality import PROJECTS  # noqa: E402
 
 from ranker.config import load_settings  # noqa: E402
 from ranker.train import TrainParams, evaluation_to_dict, train_and_evaluate  # noqa: E402
@@ -42,8 +45,7 @@ def run_variation(
         warehouse = Path(scratch) / "unirank.duckdb"
         shutil.copy(work / dataset / "unirank.duckdb", warehouse)
         settings = load_settings(
-            ROOT,
-            {"dataset": dataset},
+            PROJECTS[dataset],
             duckdb_path=warehouse,
             artifacts_dir=Path(scratch) / "artifacts",
             reports_dir=Path(scratch) / "reports",
@@ -70,7 +72,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--dataset", required=True)
+    parser.add_argument("--dataset", required=True, choices=sorted(PROJECTS))
     parser.add_argument("--work", type=Path, default=WORK, help="the quality benchmark's folder")
     parser.add_argument(
         "--split", choices=("test", "valid"), default="test", help="where the models are compared"

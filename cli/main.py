@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -26,15 +26,16 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from ranker import artifacts, evaluate, serve, simulate
-from ranker import build as build_stage
-from ranker import score as score_stage
-from ranker import spark as spark_stage
-from ranker import train as train_stage
-from ranker.config import RegistryError, Settings, load_settings, parse_var_overrides
-from ranker.dataset import DatasetError, location, mart_summary, quarantine_summary
-from ranker.profiles import ProfileError
-from ranker.warehouse import WarehouseError, engine
+from ranker.errors import UnirankError
+
+if TYPE_CHECKING:
+    from ranker import evaluate, serve
+    from ranker import train as train_stage
+    from ranker.config import Settings
+
+# The default of `score --memory-limit` (ranker.score.DEFAULT_MEMORY_LIMIT; the CLI does not
+# import the scoring stage to show --help).
+DEFAULT_MEMORY_LIMIT = "512MB"
 
 app = typer.Typer(
     help=(
@@ -49,24 +50,13 @@ app = typer.Typer(
 console = Console(stderr=True)
 out = Console()
 
-KNOWN_ERRORS: tuple[type[Exception], ...] = (
-    RegistryError,
-    build_stage.BuildError,
-    WarehouseError,
-    simulate.SimulationError,
-    DatasetError,
-    train_stage.TrainingError,
-    evaluate.EvaluationError,
-    artifacts.ArtifactError,
-    score_stage.ScoringError,
-    serve.RecommendError,
-    ProfileError,
-    spark_stage.SparkError,
-)
-
 ProjectDir = Annotated[
     Path,
-    typer.Option("--project-dir", help="The unirank dbt project folder (holds dbt_project.yml)."),
+    typer.Option(
+        "--project-dir",
+        help="Your dbt project (holds dbt_project.yml with the registry under `vars: unirank:`); "
+        "default: the current folder.",
+    ),
 ]
 TargetOption = Annotated[
     str | None,
@@ -84,22 +74,13 @@ VarsOption = Annotated[
         "the project's value, e.g. '{stratification: {strategy: equal, budget: 5000, seed: 1}}'.",
     ),
 ]
-DatasetOption = Annotated[
-    str | None,
-    typer.Option(
-        "--dataset",
-        help="Which dataset to work on: demo (bundled, default), movielens or diginetica (real "
-        "logs read from ../shared/data); the same as --vars '{dataset: NAME}'. Each dataset has "
-        "its own warehouse, models and cache.",
-    ),
-]
 
 
 @contextmanager
 def _known_errors() -> Iterator[None]:
     try:
         yield
-    except KNOWN_ERRORS as exc:
+    except UnirankError as exc:
         console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True, highlight=False)
         raise typer.Exit(code=1) from exc
 
@@ -109,12 +90,11 @@ def _settings(
     vars_text: str | None,
     extra: dict[str, Any] | None = None,
     target: str | None = None,
-    dataset: str | None = None,
 ) -> Settings:
+    from ranker.config import load_settings, parse_var_overrides
+
     overrides = parse_var_overrides(vars_text)
     overrides.update(extra or {})
-    if dataset is not None:
-        overrides["dataset"] = dataset
     return load_settings(project_dir, overrides, target=target)
 
 
@@ -156,6 +136,8 @@ def generate(
     Writes users, items, requests, impressions and engagements in chunks of requests, so memory
     stays bounded at any size. Build on a set with `unirank-cli build --logs <out>`.
     """
+    from ranker import simulate
+
     with _known_errors():
         config = simulate.SimulationConfig(
             n_impressions=rows, seed=seed, chunk_requests=chunk_requests
@@ -196,7 +178,6 @@ def build(
     ] = None,
     target: TargetOption = None,
     vars_text: VarsOption = None,
-    dataset: DatasetOption = None,
     project_dir: ProjectDir = Path("."),
 ) -> None:
     """Run `dbt build`: labels, stratified union, features and the ranking mart, with all tests.
@@ -205,15 +186,19 @@ def build(
     features and the ranking mart, runs every dbt test, then prints the mart's requests per canvas
     and split and the quarantined rows.
     """
+    from ranker import build as build_stage
+    from ranker import spark as spark_stage
+    from ranker.simulate import SimulationError
+
     with _known_errors():
         extra: dict[str, Any] = {}
         if logs is not None:
             if not logs.is_dir():
-                raise simulate.SimulationError(
+                raise SimulationError(
                     f"--logs {logs} is not a folder; create one with `unirank-cli generate --out {logs}`"
                 )
             extra = {"demo_source": "parquet", "demo_path": str(logs.resolve())}
-        settings = _settings(project_dir, vars_text, extra, target=target, dataset=dataset)
+        settings = _settings(project_dir, vars_text, extra, target=target)
         args = ["build"] + (["--select", select] if select else [])
         build_stage.run_dbt(settings, args)
         try:
@@ -225,6 +210,8 @@ def build(
 
 
 def _print_mart_summary(settings: Settings) -> None:
+    from ranker.dataset import location, mart_summary, quarantine_summary
+
     summary = mart_summary(settings)
     table = Table(title=f"ranking_examples in {location(settings)}")
     for column in ("canvas", "split", "requests", "rows", "positive share"):
@@ -290,7 +277,6 @@ def train(
     reports: Annotated[bool, typer.Option(help="Write the HTML reports.")] = True,
     target: TargetOption = None,
     vars_text: VarsOption = None,
-    dataset: DatasetOption = None,
     project_dir: ProjectDir = Path("."),
 ) -> None:
     """Train one CatBoost YetiRank model for all canvases; evaluate it per canvas; publish it.
@@ -301,8 +287,10 @@ def train(
     artifacts/models/<version>/, the model_metrics table (in the target's warehouse) and
     reports/<version>/, and only then makes the new version current.
     """
+    from ranker import train as train_stage
+
     with _known_errors():
-        settings = _settings(project_dir, vars_text, target=target, dataset=dataset)
+        settings = _settings(project_dir, vars_text, target=target)
         params = train_stage.TrainParams.from_settings(
             settings,
             iterations=iterations,
@@ -340,7 +328,9 @@ def train(
 
 
 def _print_evaluation(result: train_stage.TrainingResult) -> None:
-    metric = evaluate.HEADLINE_METRIC
+    from ranker.evaluate import HEADLINE_METRIC
+
+    metric = HEADLINE_METRIC
     table = Table(title=f"{metric} on the test split, mean ± 95% CI half-width")
     kinds = ["unified", "bespoke", "no_task", "popularity"]
     table.add_column("canvas")
@@ -404,14 +394,13 @@ def score(
             "--memory-limit",
             help="DuckDB memory limit while scoring (it spills to disk beyond it), e.g. 512MB.",
         ),
-    ] = score_stage.DEFAULT_MEMORY_LIMIT,
+    ] = DEFAULT_MEMORY_LIMIT,
     keep: Annotated[int, typer.Option(min=1, help="Cache generations to keep on disk.")] = 3,
     samples: Annotated[
         int, typer.Option(min=0, help="Example recommendations to print per canvas.")
     ] = 0,
     target: TargetOption = None,
     vars_text: VarsOption = None,
-    dataset: DatasetOption = None,
     project_dir: ProjectDir = Path("."),
 ) -> None:
     """Score serving candidates with the current model and publish the recommendations cache.
@@ -424,8 +413,11 @@ def score(
     the candidates are scored in parallel Spark tasks and the cache is the Spark view
     <schema>_cache.recommendations, switched to each new complete generation.
     """
+    from ranker import score as score_stage
+    from ranker.warehouse import engine
+
     with _known_errors():
-        settings = _settings(project_dir, vars_text, target=target, dataset=dataset)
+        settings = _settings(project_dir, vars_text, target=target)
         if engine(settings) == "spark":
             _score_on_spark(settings, batch_rows, threads, keep, samples)
             return
@@ -491,6 +483,8 @@ def _print_samples(settings: Settings, per_canvas: int) -> None:
     """A few cached contexts per canvas and their top items (what `make demo` ends with)."""
     import duckdb
 
+    from ranker import serve
+
     with duckdb.connect(str(serve.current_cache_path(settings)), read_only=True) as con:
         contexts = con.execute(
             "select task_type, context_key from (select task_type, context_key, "
@@ -519,50 +513,68 @@ def _print_recommendations(result: serve.Recommendations) -> None:
 
 @app.command()
 def recommend(
-    canvas: Annotated[str, typer.Argument(help="The canvas: home, related, search, category, ...")],
-    user: Annotated[str | None, typer.Option(help="User id (home).")] = None,
-    item: Annotated[str | None, typer.Option(help="Source item id (related).")] = None,
-    query: Annotated[str | None, typer.Option(help="Query text (search).")] = None,
-    category: Annotated[str | None, typer.Option(help="Category (category).")] = None,
+    canvas: Annotated[str, typer.Argument(help="The canvas, as the registry names it.")],
+    context: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--context",
+            "-c",
+            help="A context value as COLUMN=VALUE, for the canvas's serving key (any registry "
+            "context column), e.g. --context user_id=u0000001. Repeatable.",
+        ),
+    ] = None,
+    user: Annotated[str | None, typer.Option(help="Shortcut for --context user_id=...")] = None,
+    item: Annotated[
+        str | None, typer.Option(help="Shortcut for --context source_item_id=...")
+    ] = None,
+    query: Annotated[str | None, typer.Option(help="Shortcut for --context query_text=...")] = None,
+    category: Annotated[
+        str | None, typer.Option(help="Shortcut for --context category=...")
+    ] = None,
     k: Annotated[
         int | None, typer.Option("--k", help="How many items (default: the canvas's cache K).")
     ] = None,
     country: Annotated[
-        str | None, typer.Option(help="Only items available in this country.")
+        str | None,
+        typer.Option(help="Only items available in this country (unknown availability = all)."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for machines.")] = False,
     vars_text: VarsOption = None,
-    dataset: DatasetOption = None,
     project_dir: ProjectDir = Path("."),
 ) -> None:
     """Look up recommendations in the cache, with the canvas's fallback chain.
 
-    Examples: `recommend home --user u0000001`, `recommend related --item i000002`,
+    The canvas is looked up by the context column its registry entry names as serving key:
+    `recommend home --context user_id=u0000001`, `recommend related --item i000002`,
     `recommend search --query "vimipo"`, `recommend category --category barilo --k 5`.
     The output says which step answered: the cache, or a fallback for an unseen context.
     """
+    from ranker import serve
+
     with _known_errors():
-        settings = _settings(project_dir, vars_text, dataset=dataset)
-        context = {
+        settings = _settings(project_dir, vars_text)
+        values: dict[str, str | None] = {
             "user_id": user,
             "source_item_id": item,
             "query_text": query,
             "category": category,
         }
+        for pair in context or []:
+            column, sep, value = pair.partition("=")
+            if not sep or not column.strip():
+                raise serve.RecommendError(
+                    f"--context {pair!r} is not COLUMN=VALUE, e.g. --context user_id=u0000001"
+                )
+            values[column.strip()] = value
         registry = settings.registry
         if canvas in registry.canvas_names:
             serving = registry.canvas(canvas).serving
-            if serving is not None and not context.get(serving.key):
-                flag = {
-                    "user_id": "--user",
-                    "source_item_id": "--item",
-                    "query_text": "--query",
-                    "category": "--category",
-                }.get(serving.key, serving.key)
+            if serving is not None and not values.get(serving.key):
                 raise serve.RecommendError(
-                    f"canvas {canvas!r} is looked up by {serving.key}: pass {flag}"
+                    f"canvas {canvas!r} is looked up by {serving.key}: pass "
+                    f"--context {serving.key}=VALUE"
                 )
-        result = serve.recommend(canvas, context, k=k, country=country, settings=settings)
+        result = serve.recommend(canvas, values, k=k, country=country, settings=settings)
         if as_json:
             import json
 
@@ -573,37 +585,112 @@ def recommend(
 
 @app.command()
 def registry(
+    schema: Annotated[
+        bool,
+        typer.Option(
+            "--schema",
+            help="Print the registry's JSON Schema (for editors: docs/registry.schema.json) "
+            "instead of checking the project.",
+        ),
+    ] = False,
     vars_text: VarsOption = None,
-    dataset: DatasetOption = None,
     project_dir: ProjectDir = Path("."),
 ) -> None:
-    """Validate and show the canvas registry (dbt_project.yml vars) as unirank reads it."""
+    """Check the project's registry (`vars: unirank:` in dbt_project.yml) and show it.
+
+    Exits non-zero, naming the key, where it is and the nearest valid key, on any problem: an
+    unknown or misspelt key, a missing one, a wrong type or value, a model that does not exist.
+    """
+    if schema:
+        import json
+
+        from ranker.registry import json_schema
+
+        typer.echo(json.dumps(json_schema(), indent=2))
+        return
     with _known_errors():
-        settings = _settings(project_dir, vars_text, dataset=dataset)
+        settings = _settings(project_dir, vars_text)
         reg = settings.registry
-        table = Table(title=f"canvases of dataset {reg.dataset!r}")
-        for column in ("canvas", "label model", "context columns", "required", "weight"):
-            table.add_column(column)
+        table = Table(title=f"canvases of project {settings.project_name!r}")
+        for column in ("canvas", "label model", "context columns", "required", "rules", "serving"):
+            table.add_column(column, overflow="fold")
         for canvas in reg.canvases:
+            rules = [
+                "no source item" if canvas.exclude_source_item else "source item allowed",
+                *(["no engaged items"] if canvas.exclude_engaged else []),
+            ]
             table.add_row(
                 canvas.name,
                 canvas.label_model,
                 ", ".join(canvas.context_columns),
                 ", ".join(canvas.required_context),
-                f"{canvas.weight:g}",
+                ", ".join(rules),
+                "-" if canvas.serving is None else f"by {canvas.serving.key}, k={canvas.serving.k}",
             )
         out.print(table)
         columns = Table(title="context columns")
-        for column in ("column", "type", "sentinel"):
+        for column in ("column", "type", "sentinel", "model feature"):
             columns.add_column(column)
         for col in reg.context_columns:
-            columns.add_row(col.name, col.type, repr(col.sentinel))
+            columns.add_row(col.name, col.type, repr(col.sentinel), "yes" if col.feature else "")
         out.print(columns)
+        features = Table(title="features (one row per probe each)")
+        for column in ("feature model", "column", "type", "default", "canvases"):
+            features.add_column(column, overflow="fold")
+        for model in reg.feature_models:
+            for i, feature_column in enumerate(model.columns):
+                features.add_row(
+                    (model.model + (" (built in)" if model.builtin else "")) if i == 0 else "",
+                    feature_column.name,
+                    feature_column.type,
+                    repr(feature_column.default),
+                    ", ".join(model.canvases) if model.canvases else "all",
+                )
+        out.print(features)
         s = reg.stratification
         out.print(
             f"stratification: {s.strategy}, budget {s.budget:,} requests, seed {s.seed}; "
             f"split: train < {reg.split.valid_from} <= valid < {reg.split.test_from} <= test"
         )
+        out.print(
+            f"registry OK: {len(reg.canvases)} canvases, {len(reg.model_features.all)} model features"
+        )
+
+
+@app.command()
+def init(
+    path: Annotated[Path, typer.Argument(help="The folder to create (must not hold a project).")],
+    name: Annotated[
+        str | None,
+        typer.Option(help="The dbt project name (default: the folder's name, as an identifier)."),
+    ] = None,
+    unirank_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--unirank-path",
+            help="Where packages.yml points for the unirank dbt package (default: this "
+            "installation's folder).",
+        ),
+    ] = None,
+) -> None:
+    """Create a dbt project that uses unirank as a package and runs on its first try.
+
+    Writes dbt_project.yml (a commented registry with two canvases), profiles.yml (a DuckDB file
+    inside the project), packages.yml (pointing at unirank), a small sample log in seeds/,
+    staging, label and engagement models with their contract in comments, and a README of next
+    steps. Then: `cd PATH && unirank-cli build && unirank-cli train && unirank-cli score`.
+    Refuses to write into a folder that already holds a dbt project or any file it would write.
+    """
+    from ranker import scaffold
+
+    with _known_errors():
+        result = scaffold.init_project(path, name=name, unirank_path=unirank_path)
+        out.print(
+            f"created project {result.name!r} in {result.directory} ({len(result.files)} files)"
+        )
+        out.print("next:")
+        for line in result.next_steps:
+            out.print(f"  {line}")
 
 
 if __name__ == "__main__":

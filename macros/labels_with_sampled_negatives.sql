@@ -10,7 +10,7 @@
         context_columns   columns of `requests` carried to every row, in this order
         excluded_item_id  SQL expression over `requests` never drawn (e.g. a source item), or none
       Returns request_id, item_id, <context_columns>, label, requested_at. -#}
-  {%- set sampling = registry_var('negative_sampling', {}) -%}
+  {%- set sampling = unirank.unirank_registry().negative_sampling -%}
   with
 
   negative_requests as (
@@ -24,7 +24,7 @@
   ),
 
   negatives as (
-      {{ sampled_negatives('negative_requests', pool, exclusions, sampling.get('negatives_per_request', 20), sampling.get('seed', 0)) }}
+      {{ unirank.sampled_negatives('negative_requests', pool, exclusions, sampling.get('negatives_per_request', 20), sampling.get('seed', 0)) }}
   ),
 
   candidates as (

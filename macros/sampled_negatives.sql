@@ -5,7 +5,7 @@
       request's own `excluded_item_id` (e.g. a related request's source item). Items the owner
       engaged with before the request stay eligible: a recommender sees that history, so a
       negative may carry it too. Deterministic and engine-independent: draw d of request r takes
-      ticket hash_bucket(r|d|seed, pool tickets) of the pool's tickets (each item holds `weight`
+      ticket unirank.hash_bucket(r|d|seed, pool tickets) of the pool's tickets (each item holds `weight`
       consecutive tickets), so the same inputs give the same negatives everywhere, for every
       model compared.
         requests    relation: request_id, pool_key, exclusion_key, requested_at, excluded_item_id
@@ -70,7 +70,7 @@
           requests.requested_at,
           requests.excluded_item_id,
           draw_numbers.generated_number as draw,
-          {{ hash_bucket(dbt.concat(['requests.request_id', "'|'", 'cast(draw_numbers.generated_number as ' ~ dbt.type_string() ~ ')', "'|" ~ seed ~ "'"]), 'pool_sizes.tickets') }} as ticket
+          {{ unirank.hash_bucket(dbt.concat(['requests.request_id', "'|'", 'cast(draw_numbers.generated_number as ' ~ dbt.type_string() ~ ')', "'|" ~ seed ~ "'"]), 'pool_sizes.tickets') }} as ticket
       from {{ requests }} as requests
       inner join pool_sizes
           on requests.pool_key = pool_sizes.pool_key

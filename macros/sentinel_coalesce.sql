@@ -6,8 +6,8 @@
   {%- endif -%}
   {%- set type = column.get('type', 'string') -%}
   {%- if type == 'string' -%}
-    coalesce(nullif(trim(cast({{ expression }} as {{ dbt.type_string() }})), ''), {{ sentinel_literal(column) }})
+    coalesce(nullif(trim(cast({{ expression }} as {{ dbt.type_string() }})), ''), {{ unirank.sentinel_literal(column) }})
   {%- else -%}
-    coalesce(cast({{ expression }} as {{ unirank_sql_type(type) }}), {{ sentinel_literal(column) }})
+    coalesce(cast({{ expression }} as {{ unirank.unirank_sql_type(type) }}), {{ unirank.sentinel_literal(column) }})
   {%- endif -%}
 {% endmacro %}

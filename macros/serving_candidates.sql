@@ -1,17 +1,29 @@
 {% macro serving_candidates() %}
   {#- The body of int_serving_candidates: per serving context, the items of its canvas's
       `sources` (in declared order), joined on the key each source is keyed by; an item found by
-      several sources keeps its first; the source item itself and, with `exclude_engaged`, items
-      the user already engaged with are dropped; at most vars.serving.candidates_per_context. -#}
-  {%- set registry = unirank_registry() -%}
-  {%- set cap = registry_var('serving', {}).get('candidates_per_context', 100) -%}
+      several sources keeps its first; the canvas's candidate rules apply as in training
+      (`exclude_source_item`, `exclude_engaged`); at most serving.candidates_per_context. -#}
+  {%- set registry = unirank.unirank_registry() -%}
+  {%- set cap = registry.serving.candidates_per_context -%}
+  {%- set context = registry.context_names -%}
+  {%- set has_source = 'source_item_id' in context -%}
+  {%- set has_user = 'user_id' in context -%}
+  {%- if 'category' in context and has_source -%}
+    {%- set category_key = "case when serving_contexts.category <> " ~ unirank.sentinel_of('category') ~ " then serving_contexts.category else source_items.category end" -%}
+  {%- elif 'category' in context -%}
+    {%- set category_key = 'serving_contexts.category' -%}
+  {%- else -%}
+    {%- set category_key = 'source_items.category' -%}
+  {%- endif -%}
   {%- set source_keys = {
       'popular_in_canvas': 'serving_contexts.task_type',
-      'popular_in_category': "case when serving_contexts.category <> " ~ sentinel_of('category') ~ " then serving_contexts.category else source_items.category end",
+      'popular_in_category': category_key,
       'coengagement': 'serving_contexts.source_item_id',
       'title_match': 'serving_contexts.query_text',
       'user_categories': 'serving_contexts.user_id'} -%}
-  {%- set canvases = registry.canvases | selectattr('serving', 'defined') | list -%}
+  {%- set canvases = registry.canvases | selectattr('serving') | list -%}
+  {%- set no_source_item = canvases | selectattr('exclude_source_item') | map(attribute='name') | list if has_source else [] -%}
+  {%- set no_engaged = canvases | selectattr('exclude_engaged') | map(attribute='name') | list if has_user else [] -%}
 
 with
 
@@ -59,8 +71,10 @@ candidates_found as (
         {{ priority }} as source_priority,
         retrieval_sources.source_rank
     from serving_contexts
+    {% if has_source -%}
     left join items as source_items
         on serving_contexts.source_item_id = source_items.item_id
+    {% endif -%}
     inner join retrieval_sources
         on retrieval_sources.source = '{{ source }}'
         and retrieval_sources.retrieval_key = {{ source_keys[source] }}
@@ -69,6 +83,7 @@ candidates_found as (
     {% endfor %}
 ),
 
+{% if no_engaged %}
 engaged_pairs as (
     select distinct
         engagement_history.user_id,
@@ -78,6 +93,7 @@ engaged_pairs as (
     where engagement_history.user_id is not null
         and engagement_history.engaged_at < serving_clock.as_of
 ),
+{% endif %}
 
 candidates_ranked as (
     select
@@ -99,21 +115,22 @@ candidates_filtered as (
     from candidates_ranked
     inner join serving_contexts
         on candidates_ranked.request_id = serving_contexts.request_id
+    {% if no_engaged -%}
     left join engaged_pairs
         on serving_contexts.user_id = engaged_pairs.user_id
         and candidates_ranked.item_id = engaged_pairs.item_id
+        and serving_contexts.task_type in ({{ unirank.unirank_quoted(no_engaged) }})
+    {% endif -%}
     where candidates_ranked.duplicate_rank = 1
-        and candidates_ranked.item_id <> serving_contexts.source_item_id
+        {% if no_source_item -%}
         and (
-            engaged_pairs.item_id is null
-            or serving_contexts.task_type not in (
-                {%- for canvas in canvases if canvas.serving.get('exclude_engaged', false) -%}
-                '{{ canvas.name }}'{% if not loop.last %}, {% endif %}
-                {%- else -%}
-                ''
-                {%- endfor -%}
-            )
+            candidates_ranked.item_id <> serving_contexts.source_item_id
+            or serving_contexts.task_type not in ({{ unirank.unirank_quoted(no_source_item) }})
         )
+        {% endif -%}
+        {% if no_engaged -%}
+        and engaged_pairs.item_id is null
+        {%- endif %}
 ),
 
 candidates_capped as (

@@ -3,11 +3,11 @@
       to precompute - values of its serving key seen in at least `min_requests` requests over the
       lookback window - with the `carry` columns from the key's latest request and every other
       context column at its sentinel. -#}
-  {%- set registry = unirank_registry() -%}
-  {%- set canvases = registry.canvases | selectattr('serving', 'defined') | list -%}
+  {%- set registry = unirank.unirank_registry() -%}
+  {%- set canvases = registry.canvases | selectattr('serving') | list -%}
   {%- if canvases | length == 0 -%}
     {#- No canvas is served: an empty, typed relation, so training-only projects still build. -#}
-    {{ return(empty_serving_contexts(registry)) }}
+    {{ return(unirank.empty_serving_contexts(registry)) }}
   {%- endif -%}
 
 with
@@ -50,14 +50,14 @@ contexts_unioned as (
     {%- set carry = canvas.serving.get('carry', []) -%}
     select
         cast('{{ canvas.name }}' as {{ dbt.type_string() }}) as task_type,
-        {{ sentinel_coalesce('context_key', {'name': key, 'type': 'string', 'sentinel': ''}) }} as context_key,
+        {{ unirank.sentinel_coalesce('context_key', {'name': key, 'type': 'string', 'sentinel': ''}) }} as context_key,
         {% for column in registry.context_columns -%}
         {% if column.name == key -%}
-        {{ sentinel_coalesce('context_key', column) }} as {{ column.name }},
+        {{ unirank.sentinel_coalesce('context_key', column) }} as {{ column.name }},
         {%- elif column.name in carry -%}
-        {{ sentinel_coalesce(column.name, column) }} as {{ column.name }},
+        {{ unirank.sentinel_coalesce(column.name, column) }} as {{ column.name }},
         {%- else -%}
-        {{ sentinel_literal(column) }} as {{ column.name }},
+        {{ unirank.sentinel_literal(column) }} as {{ column.name }},
         {%- endif %}
         {% endfor -%}
         n_requests
@@ -88,7 +88,7 @@ select
     cast(null as {{ dbt.type_string() }}) as task_type,
     cast(null as {{ dbt.type_string() }}) as context_key,
     {% for column in registry.context_columns -%}
-    {{ sentinel_literal(column) }} as {{ column.name }},
+    {{ unirank.sentinel_literal(column) }} as {{ column.name }},
     {% endfor -%}
     cast(0 as {{ dbt.type_bigint() }}) as n_requests,
     cast(null as {{ dbt.type_timestamp() }}) as requested_at

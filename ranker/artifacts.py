@@ -18,12 +18,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ranker.errors import UnirankError
+
 MODEL_FILE = "model.cbm"
 METADATA_FILE = "metadata.json"
 POINTER_FILE = "CURRENT"
 
 
-class ArtifactError(RuntimeError):
+class ArtifactError(UnirankError, RuntimeError):
     """A model version is missing, incomplete or would be overwritten."""
 
 

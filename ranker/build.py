@@ -15,14 +15,17 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ranker.config import Settings
-from ranker.profiles import load_target, target_environment
+from ranker.errors import UnirankError
+from ranker.profiles import load_target, profiles_dir, target_environment
+from ranker.registry import REGISTRY_VAR, Registry
 
 logger = logging.getLogger(__name__)
 
 
-class BuildError(RuntimeError):
+class BuildError(UnirankError, RuntimeError):
     """dbt failed; the message carries dbt's own summary of what failed."""
 
 
@@ -39,20 +42,37 @@ def dbt_executable() -> str:
     return str(candidate) if candidate.exists() else "dbt"
 
 
+def dbt_vars(settings: Settings) -> dict[str, Any]:
+    """The ``--vars`` dbt gets: the overrides as given, except that registry keys travel inside
+    the whole registry (``{unirank: ...}``), so every unirank model - and a unit test that pins
+    its own registry - sees exactly the registry Python validated."""
+    registry_keys = set(Registry.model_fields)
+    plain = {k: v for k, v in settings.var_overrides.items() if k not in registry_keys}
+    if REGISTRY_VAR in settings.var_overrides or registry_keys & set(settings.var_overrides):
+        plain[REGISTRY_VAR] = settings.registry_vars
+    return plain
+
+
 def dbt_command(settings: Settings, args: Sequence[str], target: str | None = None) -> list[str]:
-    command = [
-        dbt_executable(),
-        *args,
-        "--project-dir",
-        str(settings.project_dir),
-        "--profiles-dir",
-        str(settings.project_dir),
-    ]
+    command = [dbt_executable(), *args, "--project-dir", str(settings.project_dir)]
+    profiles = profiles_dir(settings.project_dir, settings.profiles_dir)
+    if profiles is not None:
+        command += ["--profiles-dir", str(profiles)]
     if target:
         command += ["--target", target]
-    if settings.var_overrides:
-        command += ["--vars", json.dumps(settings.var_overrides, default=str)]
+    variables = dbt_vars(settings)
+    if variables:
+        command += ["--vars", json.dumps(variables, default=str)]
     return command
+
+
+def needs_packages(project_dir: Path) -> bool:
+    """Whether `dbt deps` has yet to install the project's packages (packages.yml lists some
+    and dbt_packages/ holds none)."""
+    if not (project_dir / "packages.yml").is_file():
+        return False
+    installed = project_dir / "dbt_packages"
+    return not installed.is_dir() or not any(installed.iterdir())
 
 
 def run_dbt(
@@ -66,12 +86,19 @@ def run_dbt(
     env = dict(os.environ, UNIRANK_DUCKDB_PATH=str(settings.duckdb_path))
     env.update(target_environment(settings.project_dir))
     target = target or settings.target
-    if load_target(settings.project_dir, target, settings.var_overrides).engine == "spark":
+    if (
+        load_target(
+            settings.project_dir, target, settings.var_overrides, settings.profiles_dir
+        ).engine
+        == "spark"
+    ):
         from ranker.spark import require_pyspark
 
         require_pyspark()
     if not (echo and sys.stderr.isatty()):
         env["DBT_USE_COLORS"] = "false"
+    if list(args[:1]) != ["deps"] and needs_packages(settings.project_dir):
+        run_dbt(settings, ["deps"], echo=echo)
     command = dbt_command(settings, args, target)
     logger.info("running %s", " ".join(command))
     lines: list[str] = []

@@ -13,7 +13,9 @@ from dataclasses import dataclass
 import pandas as pd
 
 from ranker import warehouse
-from ranker.config import Registry, Settings
+from ranker.config import Settings
+from ranker.errors import UnirankError
+from ranker.registry import Registry
 from ranker.warehouse import WarehouseError
 
 logger = logging.getLogger(__name__)
@@ -23,7 +25,7 @@ KEY_COLUMNS: tuple[str, ...] = ("request_id", "item_id", "task_type", "split", "
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
 
 
-class DatasetError(ValueError):
+class DatasetError(UnirankError, ValueError):
     """The ranking mart is missing or does not hold what training needs."""
 
 
@@ -120,13 +122,13 @@ def load_ranking_data(settings: Settings, relation: str = MART) -> RankingData:
     """
     registry = settings.registry
     present = _require_relation(settings, relation)
-    wanted = list(dict.fromkeys([*KEY_COLUMNS, *registry.features.all]))
+    wanted = list(dict.fromkeys([*KEY_COLUMNS, *registry.model_features.all]))
     missing = [c for c in wanted if c not in present]
     if missing:
         raise DatasetError(
             f"{relation} lacks column(s) {missing} that training needs (keys "
-            f"{list(KEY_COLUMNS)} and vars.model_features); rebuild it with "
-            "`unirank-cli build` or fix vars.model_features"
+            f"{list(KEY_COLUMNS)}, the context columns marked `feature` and the registry's "
+            "feature columns); rebuild it with `unirank-cli build`"
         )
     columns = ", ".join(warehouse.quote(settings, c) for c in wanted)
     table = warehouse.fetch_arrow(
@@ -139,8 +141,8 @@ def load_ranking_data(settings: Settings, relation: str = MART) -> RankingData:
     )
     return RankingData(
         frame=frame,
-        categorical=registry.features.categorical,
-        numeric=registry.features.numeric,
+        categorical=registry.model_features.categorical,
+        numeric=registry.model_features.numeric,
         fingerprint=fingerprint(frame),
     )
 
@@ -179,10 +181,10 @@ def validate_frame(frame: pd.DataFrame, registry: Registry) -> None:
             f"request {per_request[per_request > 1].index[0]} appears under several canvases; "
             "request ids must be unique across canvases"
         )
-    for column in registry.features.numeric:
+    for column in registry.model_features.numeric:
         if frame[column].isna().any():
             raise DatasetError(
-                f"feature {column} has NULLs; the mart must fill its documented default instead"
+                f"feature {column} has NULLs; the mart must fill its declared default instead"
             )
 
 

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ranker.errors import UnirankError
+
 logger = logging.getLogger(__name__)
 
 METRICS: tuple[str, ...] = ("ndcg@5", "ndcg@10", "map@10", "mrr", "hitrate@10")
@@ -27,7 +29,7 @@ HEADLINE_METRIC = "ndcg@10"
 ALL_TASKS = "all"
 
 
-class EvaluationError(ValueError):
+class EvaluationError(UnirankError, ValueError):
     """Evaluation inputs are inconsistent (lengths, labels, groups)."""
 
 

@@ -17,15 +17,17 @@ from typing import TYPE_CHECKING, Any
 import jinja2
 import yaml
 
+from ranker.errors import UnirankError
+
 if TYPE_CHECKING:
-    from ranker.config import Settings
+    from ranker.config import Project, Settings
 
 PROFILES_FILE = "profiles.yml"
 DEFAULT_PROFILE = "unirank"
 ENGINES = ("duckdb", "spark")
 
 
-class ProfileError(ValueError):
+class ProfileError(UnirankError, ValueError):
     """profiles.yml or the requested target is missing or unusable; the message says which."""
 
 
@@ -104,19 +106,38 @@ def _profile_name(project_dir: Path) -> str:
     if not path.is_file():
         return DEFAULT_PROFILE
     project = yaml.safe_load(path.read_text()) or {}
-    return str(project.get("profile", DEFAULT_PROFILE))
+    return str(project.get("profile", project.get("name", DEFAULT_PROFILE)))
+
+
+def profiles_dir(project_dir: Path, explicit: Path | None = None) -> Path | None:
+    """Where dbt finds profiles.yml for this project, as dbt looks: ``--profiles-dir``, then
+    the project folder, then ``DBT_PROFILES_DIR``, then ~/.dbt. None when there is none."""
+    candidates = [explicit, project_dir]
+    if os.environ.get("DBT_PROFILES_DIR"):
+        candidates.append(Path(os.environ["DBT_PROFILES_DIR"]))
+    candidates.append(Path.home() / ".dbt")
+    for candidate in candidates:
+        if candidate is not None and (candidate / PROFILES_FILE).is_file():
+            return candidate.resolve()
+    return None
 
 
 def load_target(
-    project_dir: Path, target: str | None = None, cli_vars: Mapping[str, Any] | None = None
+    project_dir: Path,
+    target: str | None = None,
+    cli_vars: Mapping[str, Any] | None = None,
+    profiles_in: Path | None = None,
 ) -> Target:
     """The rendered output ``target`` (or the profile's default target) of profiles.yml.
-    ``cli_vars`` are what ``var()`` sees there: the ``--vars`` passed to dbt (for example
-    ``{dataset: movielens}``, which picks that dataset's warehouse)."""
+    ``cli_vars`` are what ``var()`` sees there: the ``--vars`` passed to dbt."""
     project_dir = Path(project_dir).resolve()
-    path = project_dir / PROFILES_FILE
-    if not path.is_file():
-        raise ProfileError(f"no {PROFILES_FILE} in {project_dir}; run from the unirank project")
+    directory = profiles_dir(project_dir, profiles_in)
+    if directory is None:
+        raise ProfileError(
+            f"no {PROFILES_FILE} for {project_dir} (looked in the project folder, "
+            "DBT_PROFILES_DIR and ~/.dbt); add one with a duckdb target"
+        )
+    path = directory / PROFILES_FILE
     profiles = yaml.safe_load(path.read_text()) or {}
     name = _profile_name(project_dir)
     profile = profiles.get(name)
@@ -138,12 +159,33 @@ def load_target(
 
 def settings_target(settings: Settings) -> Target:
     """The target the settings' warehouse lives in (``settings.target`` or the default)."""
-    return load_target(settings.project_dir, settings.target, settings.var_overrides)
+    return load_target(
+        settings.project_dir, settings.target, settings.var_overrides, settings.profiles_dir
+    )
 
 
 def engine(settings: Settings) -> str:
-    """``duckdb`` or ``spark``: the engine of the settings' target. A project without
+    """``duckdb`` or ``spark``: the engine of the settings' target. A project without any
     profiles.yml (a library user with their own dbt setup) and no named target is DuckDB."""
-    if settings.target is None and not (settings.project_dir / PROFILES_FILE).is_file():
+    if (
+        settings.target is None
+        and profiles_dir(settings.project_dir, settings.profiles_dir) is None
+    ):
         return "duckdb"
     return settings_target(settings).engine
+
+
+def duckdb_path(
+    project: Project,
+    target: str | None,
+    cli_vars: Mapping[str, Any],
+    profiles_in: Path | None = None,
+) -> Path | None:
+    """The DuckDB file of the project's target (relative to the project folder, where dbt
+    runs), or None when the target is not DuckDB or there is no profiles.yml."""
+    if profiles_dir(project.directory, profiles_in) is None:
+        return None
+    rendered = load_target(project.directory, target, cli_vars, profiles_in)
+    if rendered.engine != "duckdb" or not rendered.output.get("path"):
+        return None
+    return Path(str(rendered.output["path"]))

@@ -51,6 +51,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ranker.errors import UnirankError
 from ranker.evaluate import ALL_TASKS, HEADLINE_METRIC, METRICS, Interval, TaskEvaluation
 
 logger = logging.getLogger(__name__)
@@ -93,7 +94,7 @@ class ReportPaths:
     tasks: dict[str, Path]
 
 
-class ReportError(RuntimeError):
+class ReportError(UnirankError, RuntimeError):
     """The reports could not be written (inconsistent inputs or an unwritable folder)."""
 
 

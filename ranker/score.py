@@ -50,6 +50,7 @@ from catboost import CatBoostRanker, Pool
 from ranker import artifacts
 from ranker.config import Settings
 from ranker.dataset import DatasetError
+from ranker.errors import UnirankError
 from ranker.serve import CURRENT_LINK, cache_dir, fallback_key_kind
 from ranker.warehouse import attach, engine, relation_exists
 
@@ -63,7 +64,7 @@ ScoreProgress = Callable[[int, int], None]  # (rows scored, total rows)
 _Batch = TypeVar("_Batch")
 
 
-class ScoringError(RuntimeError):
+class ScoringError(UnirankError, RuntimeError):
     """Scoring could not publish a cache; the previous one stays current."""
 
 
@@ -148,7 +149,12 @@ def score_candidates(
     if not canvases:
         raise ScoringError("no canvas in the registry has a `serving` entry; nothing to cache")
     k_of = {c.name: c.serving.k for c in canvases if c.serving is not None}
-    source_keyed = [c.name for c in canvases if c.serving and c.serving.key == "source_item_id"]
+    # canvases looked up by their source item whose rules keep it from being its own candidate
+    source_keyed = [
+        c.name
+        for c in canvases
+        if c.serving and c.serving.key == "source_item_id" and c.exclude_source_item
+    ]
     instance_threads = threads if threads > 0 else (os.cpu_count() or 1)
 
     directory = cache_dir(settings)
@@ -856,7 +862,12 @@ def _fallback_rows(cache: duckdb.DuckDBPyConnection, canvases: list[Any]) -> pa.
         f"select '{c.name}' as task_type, {c.serving.k} as k" for c in canvases
     )
     source_keyed = (
-        ", ".join(f"'{c.name}'" for c in canvases if c.serving.key == "source_item_id") or "''"
+        ", ".join(
+            f"'{c.name}'"
+            for c in canvases
+            if c.serving.key == "source_item_id" and c.exclude_source_item
+        )
+        or "''"
     )
     parts: list[str] = []
     params: list[Any] = []

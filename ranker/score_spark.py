@@ -34,7 +34,8 @@ import numpy as np
 import pandas as pd
 
 from ranker import artifacts, spark
-from ranker.config import Canvas, Settings
+from ranker.config import Settings
+from ranker.registry import Canvas
 from ranker.score import CANDIDATES, ScoringError
 from ranker.serve import fallback_key_kind
 
@@ -169,7 +170,7 @@ def recommendations_sql(
         ", ".join(
             _literal(c.name)
             for c in canvases
-            if c.serving is not None and c.serving.key == "source_item_id"
+            if c.serving is not None and c.serving.key == "source_item_id" and c.exclude_source_item
         )
         or "''"
     )

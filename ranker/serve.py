@@ -21,7 +21,9 @@ from typing import Any
 
 import duckdb
 
-from ranker.config import Canvas, Registry, Settings
+from ranker.config import Settings
+from ranker.errors import UnirankError
+from ranker.registry import Canvas, Registry
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +44,7 @@ _FALLBACK_KEY = {
 }
 
 
-class RecommendError(ValueError):
+class RecommendError(UnirankError, ValueError):
     """The lookup was asked something it cannot answer (unknown canvas, missing context, bad K)."""
 
 
@@ -245,12 +247,14 @@ class CacheReader:
         return cached
 
     def available(self, item_id: str, country: str | None) -> bool:
-        """As SQL: the item is catalogued and '|country|' is in '|available_countries|'."""
+        """As the feature is_available_in_country: '|country|' is in '|available_countries|',
+        and an item whose availability is unknown ('' or not catalogued) is available
+        everywhere."""
         if country is None:
             return True
         item = self.catalogue().get(item_id)
-        if item is None or item.available_countries is None:
-            return False
+        if item is None or not item.available_countries:
+            return True
         return f"|{country}|" in f"|{item.available_countries}|"
 
 
@@ -353,7 +357,7 @@ def _lookup(
     answered_by = "cache" if items else ""
     if len(items) < k:
         seen = {r.item_id for r in items}
-        if canvas.serving.key == "source_item_id":
+        if canvas.serving.key == "source_item_id" and canvas.exclude_source_item:
             seen.add(key)
         for source in canvas.serving.fallbacks:
             extra = _fallback(reader, canvas, source, key, k - len(items), seen, country)

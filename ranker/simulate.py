@@ -55,6 +55,8 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from ranker.errors import UnirankError
+
 logger = logging.getLogger(__name__)
 
 CANVASES: tuple[str, ...] = ("home", "search", "related", "category")
@@ -112,7 +114,7 @@ _SIGNAL_WEIGHT = {"home": 0.0, "related": 2.0, "search": 2.5, "category": 1.2}
 _CLICK_THRESHOLD = {"home": 2.2, "related": 2.4, "search": 2.4, "category": 2.7}
 
 
-class SimulationError(ValueError):
+class SimulationError(UnirankError, ValueError):
     """The simulation was asked for something it cannot produce."""
 
 

@@ -19,14 +19,15 @@ from typing import Any
 import pyarrow as pa
 
 from ranker.config import Settings
+from ranker.errors import UnirankError
 from ranker.profiles import Target, settings_target
 
 logger = logging.getLogger(__name__)
 
-INSTALL_HINT = "pip install -e '.[spark]'  (or: make .venv/.installed, which includes it)"
+INSTALL_HINT = "pip install -e '.[spark]'  (or: make spark)"
 
 
-class SparkError(RuntimeError):
+class SparkError(UnirankError, RuntimeError):
     """Spark is not installed, not reachable with this target, or a relation is missing."""
 
 
@@ -52,7 +53,7 @@ def _session_target(settings: Settings) -> Target:
             f"target {target.name!r} connects through {method}; unirank-cli starts its own Spark "
             "session, so train/score need a `method: session` target whose server_side_parameters "
             "reach the same metastore (spark.master pointing at the cluster, "
-            "spark.hadoop.hive.metastore.uris at its metastore; README, 'Running on Spark')"
+            "spark.hadoop.hive.metastore.uris at its metastore; docs/spark.md)"
         )
     return target
 

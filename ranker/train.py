@@ -30,10 +30,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from catboost import CatBoostError, CatBoostRanker, Pool
+from pydantic import ValidationError
 
 from ranker import artifacts, evaluate
 from ranker.config import Settings
 from ranker.dataset import RankingData, load_ranking_data
+from ranker.errors import UnirankError
+from ranker.registry import Training
 from ranker.warehouse import connect, engine
 
 logger = logging.getLogger(__name__)
@@ -49,7 +52,7 @@ MODEL_DESCRIPTIONS: dict[str, str] = {
 ProgressCallback = Callable[[str, int, int], None]
 
 
-class TrainingError(RuntimeError):
+class TrainingError(UnirankError, RuntimeError):
     """Training could not produce a model; the message says which model and why."""
 
 
@@ -57,81 +60,64 @@ class TrainingError(RuntimeError):
 CANVAS_WEIGHTS: dict[str, float] = {"none": 0.0, "sqrt": 0.5, "balanced": 1.0}
 
 
+_DEFAULTS = Training()
+
+
 @dataclass(frozen=True)
 class TrainParams:
-    """CatBoost YetiRank hyper-parameters and the levers that make it fast.
+    """CatBoost YetiRank hyper-parameters and the levers that make it fast, plus how a run is
+    done (threads, bootstrap resamples, whether to train the comparison models).
 
-    Defaults come from ``vars.training`` in dbt_project.yml; the CLI overrides single values.
+    The model settings and their defaults are the registry's `training` block
+    (:class:`ranker.registry.Training`, validated there); the CLI overrides single values.
     """
 
-    iterations: int = 800
-    learning_rate: float = 0.1
-    depth: int = 6
-    l2_leaf_reg: float = 3.0
-    border_count: int = 64
-    boosting_type: str = "Plain"
+    iterations: int = _DEFAULTS.iterations
+    learning_rate: float = _DEFAULTS.learning_rate
+    depth: int = _DEFAULTS.depth
+    l2_leaf_reg: float = _DEFAULTS.l2_leaf_reg
+    border_count: int = _DEFAULTS.border_count
+    boosting_type: str = _DEFAULTS.boosting_type
     # YetiRank samples this many noisy permutations of each request per iteration to build its
     # pairs (CatBoost's default 10); the loss computation dominates an iteration's cost.
-    yetirank_permutations: int = 10
+    yetirank_permutations: int = _DEFAULTS.yetirank_permutations
     # Categorical features with at most this many values are one-hot encoded instead of target
     # statistics (CTRs); None keeps CatBoost's own default.
-    one_hot_max_size: int | None = None
-    early_stopping_rounds: int = 50
-    metric_period: int = 10
-    max_negatives_per_request: int | None = None
+    one_hot_max_size: int | None = _DEFAULTS.one_hot_max_size
+    early_stopping_rounds: int = _DEFAULTS.early_stopping_rounds
+    metric_period: int = _DEFAULTS.metric_period
+    max_negatives_per_request: int | None = _DEFAULTS.max_negatives_per_request
     # How much each canvas's requests count in the loss and in the early-stopping metric:
     # "none" (every request 1: canvases count by their number of requests), "sqrt" (a canvas's
     # requests weigh 1/sqrt(its share)), "balanced" (every canvas counts the same in total).
-    canvas_weights: str = "none"
+    canvas_weights: str = _DEFAULTS.canvas_weights
+    random_seed: int = _DEFAULTS.random_seed
     thread_count: int = -1
-    random_seed: int = 0
     bootstrap_resamples: int = 1000
     compare: bool = True
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> TrainParams:
-        raw = dict(settings.vars.get("training") or {})
-        raw.update({k: v for k, v in overrides.items() if v is not None})
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(raw) - known)
-        if unknown:
-            raise TrainingError(
-                f"vars.training has unknown key(s) {unknown}; known: {sorted(known)}"
-            )
-        params = cls(**raw)
+        """The registry's training settings with ``overrides`` (None = keep) applied."""
+        values = settings.registry.training.model_dump()
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        params = cls(**values)
         params.validate()
         return params
 
     def validate(self) -> None:
-        if self.iterations < 1:
-            raise TrainingError(f"iterations must be >= 1, got {self.iterations}")
-        if not 0 < self.learning_rate <= 1:
-            raise TrainingError(f"learning_rate must be in (0, 1], got {self.learning_rate}")
-        if not 1 <= self.depth <= 16:
-            raise TrainingError(f"depth must be in [1, 16], got {self.depth}")
-        if not 1 <= self.border_count <= 65535:
-            raise TrainingError(f"border_count must be in [1, 65535], got {self.border_count}")
-        if self.metric_period < 1:
-            raise TrainingError(f"metric_period must be >= 1, got {self.metric_period}")
-        if self.boosting_type not in ("Plain", "Ordered"):
-            raise TrainingError(
-                f"boosting_type must be Plain or Ordered, got {self.boosting_type!r}"
+        """The registry schema's rules for the model settings, with a message naming the key."""
+        model_settings = {
+            k: v for k, v in dataclasses.asdict(self).items() if k in Training.model_fields
+        }
+        try:
+            Training.model_validate(model_settings)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc'])} is {e.get('input')!r}: {e['msg']}"
+                for e in exc.errors(include_url=False)
             )
-        if self.max_negatives_per_request is not None and self.max_negatives_per_request < 1:
-            raise TrainingError("max_negatives_per_request must be >= 1 (or unset to keep all)")
-        if self.canvas_weights not in CANVAS_WEIGHTS:
-            raise TrainingError(
-                f"canvas_weights must be one of {list(CANVAS_WEIGHTS)}, got {self.canvas_weights!r}"
-            )
-        if self.yetirank_permutations < 1:
-            raise TrainingError(
-                f"yetirank_permutations must be >= 1, got {self.yetirank_permutations}"
-            )
-        if self.one_hot_max_size is not None and not 1 <= self.one_hot_max_size <= 255:
-            raise TrainingError(
-                f"one_hot_max_size must be in [1, 255] (or unset for CatBoost's default), "
-                f"got {self.one_hot_max_size}"
-            )
+            raise TrainingError(f"training settings: {problems}") from None
 
     def catboost_params(self) -> dict[str, Any]:
         params: dict[str, Any] = {
@@ -411,10 +397,14 @@ def train_and_evaluate(
         "unified", train, valid, data.features, data.categorical, params, on_progress
     )
     timings["unified_fit_seconds"] = unified.seconds
-    scores: dict[str, np.ndarray] = {
-        "unified": unified.predict(test),
-        "popularity": popularity_scores(test),
-    }
+    scores: dict[str, np.ndarray] = {"unified": unified.predict(test)}
+    if {"item_engagements", "item_canvas_engagements"} <= set(test.columns):
+        scores["popularity"] = popularity_scores(test)
+    else:
+        notes.append(
+            "no popularity baseline: it needs the built-in feature model "
+            "int_features__item_popularity in the registry's features"
+        )
     fitted: dict[str, Any] = {"unified": unified}
 
     if params.compare:
@@ -564,12 +554,8 @@ def _metadata(
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "features": list(unified.features),
         "categorical_features": list(unified.categorical),
-        "registry": {
-            "context_columns": [dataclasses.asdict(c) for c in registry.context_columns],
-            "canvases": [dataclasses.asdict(c) for c in registry.canvases],
-            "stratification": dataclasses.asdict(registry.stratification),
-            "split": {k: str(v) for k, v in dataclasses.asdict(registry.split).items()},
-        },
+        "project": settings.project_name,
+        "registry": registry.model_dump(mode="json"),
         "data": {
             "fingerprint": data.fingerprint,
             "rows": len(data.frame),

@@ -12,9 +12,10 @@ import pyarrow as pa
 
 from ranker import profiles
 from ranker.config import Settings
+from ranker.errors import UnirankError
 
 
-class WarehouseError(RuntimeError):
+class WarehouseError(UnirankError, RuntimeError):
     """The warehouse or a relation in it is missing or unreadable."""
 
 

@@ -63,3 +63,64 @@ def test_build_on_missing_logs_is_a_clear_error(project_dir: Path, tmp_path: Pat
     )
     assert result.exit_code == 1
     assert "is not a folder" in result.output
+
+
+def test_help_names_init_and_starts_without_the_heavy_libraries() -> None:
+    """`--help` lists `init`; the CLI module imports no stage (CatBoost, pandas, DuckDB, ...)
+    until a command needs it, so help and lookups start fast."""
+    import subprocess
+    import sys
+
+    result = runner.invoke(app, ["--help"])
+    assert "init" in result.output and "recommend" in result.output
+    probe = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, cli.main; print(sorted(m for m in ('catboost', 'pandas', 'duckdb', "
+            "'pyarrow', 'evidently', 'pydantic') if m in sys.modules))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert probe.stdout.strip() == "[]"
+
+
+def test_cli_default_memory_limit_is_scorings() -> None:
+    from cli.main import DEFAULT_MEMORY_LIMIT
+    from ranker.score import DEFAULT_MEMORY_LIMIT as SCORING
+
+    assert DEFAULT_MEMORY_LIMIT == SCORING
+
+
+def test_registry_schema_is_the_published_one(project_dir: Path) -> None:
+    import json
+
+    result = runner.invoke(app, ["registry", "--schema"])
+    assert result.exit_code == 0
+    published = json.loads((project_dir / "docs" / "registry.schema.json").read_text())
+    assert json.loads(result.output) == published
+
+
+def test_registry_misspelling_names_the_nearest_key(project_dir: Path) -> None:
+    result = runner.invoke(
+        app,
+        [
+            "registry",
+            "--project-dir",
+            str(project_dir),
+            "--vars",
+            "{training: {learnig_rate: 0.2}}",
+        ],
+    )
+    assert result.exit_code == 1
+    assert "did you mean `learning_rate`?" in " ".join(result.output.split())
+
+
+def test_recommend_context_must_be_column_equals_value(project_dir: Path) -> None:
+    result = runner.invoke(
+        app, ["recommend", "home", "--context", "u0000001", "--project-dir", str(project_dir)]
+    )
+    assert result.exit_code == 1
+    assert "is not COLUMN=VALUE" in result.output

@@ -1,7 +1,8 @@
-"""The real datasets (MovieLens, Diginetica) through the same pipeline: each builds with one var,
-its requests follow the documented definitions, sampled negatives follow the documented
-distribution and never hit a positive, no engagement crosses splits between canvases, and a short
-training evaluates every canvas.
+"""The real datasets (MovieLens, Diginetica) as the example projects examples/<name>/, which
+install unirank as a package exactly as a user's project does: each builds, its requests follow
+the documented definitions, sampled negatives follow the documented distribution and never hit a
+positive, no engagement crosses splits between canvases, its own feature models reach the mart,
+and a short training evaluates every canvas.
 
 The data lives beside the project in ../shared/data and is never copied into it; these tests skip
 with the reason when it is absent (a clone outside this workspace). Each dataset is built once, on
@@ -19,7 +20,7 @@ import pandas as pd
 import pytest
 
 from ranker.build import run_dbt
-from ranker.config import Settings, load_settings
+from ranker.config import Settings, load_settings, read_project
 from ranker.train import TrainParams, train_and_evaluate
 
 from .conftest import PROJECT_DIR
@@ -45,30 +46,61 @@ def _query(settings: Settings, sql: str) -> pd.DataFrame:
         return con.execute(sql).df()
 
 
-def _build(dataset: str, path_var: str, data: Path, tmp: Path) -> Settings:
-    settings = load_settings(
-        PROJECT_DIR,
-        {"dataset": dataset, path_var: str(data), "stratification": SLICE},
-        duckdb_path=tmp / f"{dataset}.duckdb",
-        artifacts_dir=tmp / "artifacts",
-        reports_dir=tmp / "reports",
-    )
-    run_dbt(settings, ["build"], echo=False)
-    return settings
+# Every example project of the repository, found, not listed: a new one is built and trained
+# by the tests below that take `example`.
+EXAMPLES = sorted(p.parent.name for p in (PROJECT_DIR / "examples").glob("*/dbt_project.yml"))
+_built: dict[str, Settings] = {}
 
 
-@pytest.fixture(scope="session")
+def _data_paths(project: Path) -> list[Path]:
+    """Where an example reads its data: its vars named `*_path`, relative to its folder."""
+    variables = read_project(project).vars
+    return [(project / str(v)).resolve() for k, v in variables.items() if k.endswith("_path")]
+
+
+def _build(name: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """The example project `name` built once per session (on a stratified slice; its label prep
+    reads the whole log), into a temporary warehouse."""
+    if name not in _built:
+        project = PROJECT_DIR / "examples" / name
+        for data in _data_paths(project):
+            _needs(data)
+        tmp = tmp_path_factory.mktemp(name)
+        settings = load_settings(
+            project,
+            {"stratification": SLICE},
+            duckdb_path=tmp / f"{name}.duckdb",
+            artifacts_dir=tmp / "artifacts",
+            reports_dir=tmp / "reports",
+        )
+        run_dbt(settings, ["build"], echo=False)
+        _built[name] = settings
+    return _built[name]
+
+
+@pytest.fixture(params=EXAMPLES)
+def example(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return _build(request.param, tmp_path_factory)
+
+
+@pytest.fixture
 def movielens(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    _needs(MOVIELENS)
-    return _build("movielens", "movielens_path", MOVIELENS, tmp_path_factory.mktemp("movielens"))
+    return _build("movielens", tmp_path_factory)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def diginetica(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    _needs(DIGINETICA)
-    return _build(
-        "diginetica", "diginetica_path", DIGINETICA, tmp_path_factory.mktemp("diginetica")
-    )
+    return _build("diginetica", tmp_path_factory)
+
+
+def test_every_example_is_found_and_reads_its_data_in_place() -> None:
+    assert {"movielens", "diginetica"} <= set(EXAMPLES)
+    for name in EXAMPLES:
+        project = PROJECT_DIR / "examples" / name
+        packages = (project / "packages.yml").read_text()
+        assert "local: ../.." in packages  # installs unirank as a user's project does
+        for data in _data_paths(project):
+            assert data.is_relative_to(PROJECT_DIR.parent)  # beside the clone, never inside
 
 
 def _ratings() -> pd.DataFrame:
@@ -94,13 +126,11 @@ def test_movielens_requests_follow_the_documented_definitions(movielens: Setting
         )
 
     user_days = positives.assign(day=positives["rated_at"].dt.date)[["userId", "day"]]
-    assert requests("int_movielens__home_labels") == len(user_days.drop_duplicates())
+    assert requests("int_home__labels") == len(user_days.drop_duplicates())
     # related: every positive but each user's first one (it has no earlier positive as source)
-    assert (
-        requests("int_movielens__related_labels") == len(positives) - positives["userId"].nunique()
-    )
-    assert requests("int_movielens__category_labels") == len(positives)
-    assert requests("int_movielens__search_labels") == len(
+    assert requests("int_related__labels") == len(positives) - positives["userId"].nunique()
+    assert requests("int_category__labels") == len(positives)
+    assert requests("int_search__labels") == len(
         tags[["userId", "movieId", "query"]].drop_duplicates()
     )
 
@@ -108,10 +138,10 @@ def test_movielens_requests_follow_the_documented_definitions(movielens: Setting
 @pytest.mark.parametrize(
     "model",
     [
-        "int_movielens__home_labels",
-        "int_movielens__related_labels",
-        "int_movielens__category_labels",
-        "int_movielens__search_labels",
+        "int_home__labels",
+        "int_related__labels",
+        "int_category__labels",
+        "int_search__labels",
     ],
 )
 def test_movielens_negatives_are_drawn_and_never_a_positive(
@@ -151,7 +181,7 @@ def _movielens_last_liked() -> pd.DataFrame:
 
 
 def test_movielens_related_source_is_the_previous_liked_movie(movielens: Settings) -> None:
-    labels = _labels(movielens, "int_movielens__related_labels")
+    labels = _labels(movielens, "int_related__labels")
     positives = labels[labels["label"] > 0].set_index("request_id")
     ratings = _ratings()
     liked = ratings[ratings["rating"] >= 4].sort_values(["userId", "rated_at", "movieId"])
@@ -166,8 +196,8 @@ def test_category_negatives_come_from_the_page_category(
     movielens: Settings, diginetica: Settings
 ) -> None:
     for settings, model in (
-        (movielens, "int_movielens__category_labels"),
-        (diginetica, "int_diginetica__category_labels"),
+        (movielens, "int_category__labels"),
+        (diginetica, "int_category__labels"),
     ):
         off_page = _query(
             settings,
@@ -190,7 +220,7 @@ def _python_negatives(
     return kept[:NEGATIVES]
 
 
-@pytest.mark.parametrize("model", ["int_movielens__home_labels", "int_movielens__related_labels"])
+@pytest.mark.parametrize("model", ["int_home__labels", "int_related__labels"])
 def test_negative_sampling_is_the_documented_popularity_weighted_draw(
     movielens: Settings, model: str
 ) -> None:
@@ -207,7 +237,7 @@ def test_negative_sampling_is_the_documented_popularity_weighted_draw(
         for item, weight in zip(pool["item_id"], pool["weight"], strict=True)
         for _ in range(weight)
     ]
-    seed = movielens.vars["negative_sampling"]["seed"]
+    seed = movielens.registry.negative_sampling.seed
     labels = _labels(movielens, model)
     last_liked = _movielens_last_liked()
     for request_id in sorted(labels["request_id"].unique())[:25]:
@@ -259,12 +289,11 @@ def test_no_engagement_is_in_one_split_for_one_canvas_and_another_for_another(
     assert not crossing, list(crossing.items())[:5]
 
 
-def test_mart_splits_follow_the_global_cut(movielens: Settings, diginetica: Settings) -> None:
-    for settings in (movielens, diginetica):
-        mart = _query(settings, "select request_id, split, requested_at from ranking_examples")
-        assert (mart["split"] == _split(mart["requested_at"], settings)).all()
-        counts = mart.groupby("split")["request_id"].nunique()
-        assert set(counts.index) == {"train", "valid", "test"}
+def test_mart_splits_follow_the_global_cut(example: Settings) -> None:
+    mart = _query(example, "select request_id, split, requested_at from ranking_examples")
+    assert (mart["split"] == _split(mart["requested_at"], example)).all()
+    counts = mart.groupby("split")["request_id"].nunique()
+    assert set(counts.index) == {"train", "valid", "test"}
 
 
 def test_diginetica_requests_follow_the_documented_definitions(diginetica: Settings) -> None:
@@ -290,9 +319,9 @@ def test_diginetica_requests_follow_the_documented_definitions(diginetica: Setti
         )
 
     visit_items = events[["visit", "item_id"]].drop_duplicates()
-    assert requests("int_diginetica__category_labels") == len(visit_items)
+    assert requests("int_category__labels") == len(visit_items)
     known = events.loc[events["user_id"] != "NA", "visit"].nunique()
-    assert requests("int_diginetica__home_labels") == known
+    assert requests("int_home__labels") == known
     # negatives: never an item the visit (or its known user) engages with at or after the request
     views["at"] = pd.to_datetime(views["eventdate"]) + pd.to_timedelta(
         views["timeframe"].astype(int), unit="ms"
@@ -301,7 +330,7 @@ def test_diginetica_requests_follow_the_documented_definitions(diginetica: Setti
     timed = pd.concat([f[["session_id", "eventdate", "item_id", "at"]] for f in (views, purchases)])
     timed["visit"] = timed["session_id"] + "@" + timed["eventdate"]
     last = timed.groupby(["visit", "item_id"], as_index=False)["at"].max()
-    for model in ("int_diginetica__related_labels", "int_diginetica__category_labels"):
+    for model in ("int_related__labels", "int_category__labels"):
         labels = _labels(diginetica, model)
         negatives = labels[labels["label"] == 0].assign(
             visit=lambda f: f["request_id"].str.split("|").str[1]
@@ -312,15 +341,12 @@ def test_diginetica_requests_follow_the_documented_definitions(diginetica: Setti
             assert (labels["source_item_id"] != labels["item_id"]).all()
 
 
-@pytest.mark.parametrize("dataset", ["movielens", "diginetica"])
-def test_a_short_training_evaluates_every_canvas(
-    dataset: str, request: pytest.FixtureRequest, tmp_path: Path
-) -> None:
-    built: Settings = request.getfixturevalue(dataset)
+def test_a_short_training_evaluates_every_canvas(example: Settings, tmp_path: Path) -> None:
+    built = example
     copy = tmp_path / "warehouse.duckdb"
     copy.write_bytes(built.duckdb_path.read_bytes())
     settings = load_settings(
-        PROJECT_DIR,
+        built.project_dir,
         built.var_overrides,
         duckdb_path=copy,
         artifacts_dir=tmp_path / "artifacts",
@@ -342,9 +368,9 @@ def test_a_short_training_evaluates_every_canvas(
     assert result.promoted
 
 
-def test_vars_override_the_dataset_block_in_dbt_as_in_python(movielens: Settings) -> None:
-    """The slice's stratification is a --vars override of a key the movielens block also sets:
-    dbt (registry_var) must apply it exactly as ranker.config does."""
+def test_vars_override_the_project_registry_in_dbt_as_in_python(movielens: Settings) -> None:
+    """The slice's stratification is a --vars override of a key the project's registry also
+    sets: dbt (unirank_registry) must apply it exactly as ranker.config does."""
     registry = movielens.registry
     assert registry.stratification.budget == SLICE["budget"]
     available = _query(
@@ -363,3 +389,56 @@ def test_vars_override_the_dataset_block_in_dbt_as_in_python(movielens: Settings
         "select task_type, count(distinct request_id) as n from ranking_examples group by task_type",
     )
     assert dict(zip(kept["task_type"], kept["n"], strict=True)) == expected
+
+
+@pytest.mark.parametrize(
+    ("dataset", "columns"),
+    [
+        (
+            "movielens",
+            ["release_year", "years_since_release", "user_mean_rating", "item_mean_rating"],
+        ),
+        ("diginetica", ["session_item_views", "session_category_views", "session_views"]),
+    ],
+)
+def test_named_examples_add_features_of_their_own(
+    dataset: str, columns: list[str], request: pytest.FixtureRequest
+) -> None:
+    """One SQL model and one registry entry: the columns reach the mart with real values on the
+    canvases that have the signal, and their declared default where it does not apply."""
+    settings: Settings = request.getfixturevalue(dataset)
+    own = [f for f in settings.registry.feature_models if not f.builtin]
+    assert own and {c.name for f in own for c in f.columns} >= set(columns)
+    stats = _query(
+        settings,
+        "select task_type, "
+        + ", ".join(f"count(distinct {c}) as {c}" for c in columns)
+        + " from ranking_examples group by task_type",
+    ).set_index("task_type")
+    assert (stats.max() > 2).all(), stats  # informative somewhere, not a constant
+    assert set(columns) <= set(settings.registry.model_features.numeric)
+
+
+def test_every_example_declares_a_feature_of_its_own_that_reaches_the_mart(
+    example: Settings,
+) -> None:
+    own = [c.name for f in example.registry.feature_models if not f.builtin for c in f.columns]
+    assert own, f"{example.project_name} declares no feature model of its own"
+    present = set(_query(example, "select * from ranking_examples limit 0").columns)
+    assert set(own) <= present
+
+
+def test_movielens_ratings_before_never_see_the_request_itself(movielens: Settings) -> None:
+    """A related request is asked at the rating of its positive: the user's and the movie's
+    rating counts before it must leave that rating out (recomputed here with pandas)."""
+    mart = _query(
+        movielens,
+        "select request_id, item_id, user_id, requested_at, user_ratings, item_ratings "
+        "from ranking_examples where task_type = 'related' and label > 0 limit 300",
+    )
+    ratings = _ratings().sort_values("rated_at")
+    ratings = ratings.drop_duplicates(["userId", "movieId"], keep="last")
+    for row in mart.itertuples():
+        before = ratings[ratings["rated_at"] < row.requested_at]
+        assert row.user_ratings == int((before["userId"] == row.user_id).sum()), row
+        assert row.item_ratings == int((before["movieId"] == row.item_id).sum()), row

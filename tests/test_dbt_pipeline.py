@@ -3,6 +3,7 @@ formula, determinism, compile-time registry errors, the quarantine gate and a fi
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import subprocess
@@ -61,7 +62,7 @@ def test_mart_has_registry_features_and_no_null_context(demo_warehouse: Settings
             "select column_name from information_schema.columns where table_name = 'ranking_examples'",
         )
     }
-    assert set(registry.features.all) <= columns
+    assert set(registry.model_features.all) <= columns
     nulls = " + ".join(f"count(*) - count({c.name})" for c in registry.context_columns)
     assert _query(demo_warehouse.duckdb_path, f"select {nulls} from ranking_examples")[0][0] == 0
 
@@ -104,6 +105,7 @@ def _kept_requests(path: Path) -> dict[str, set[str]]:
 def test_stratified_union_matches_python_and_keeps_requests_whole(
     demo_warehouse: Settings, warehouse_copy: Path, stratification: dict[str, Any]
 ) -> None:
+    # candidate rules off: every label row of a kept request stays (the rules have their tests)
     canvases = [
         {
             "name": c.name,
@@ -111,6 +113,7 @@ def test_stratified_union_matches_python_and_keeps_requests_whole(
             "context_columns": list(c.context_columns),
             "required_context": list(c.required_context),
             "weight": w,
+            "exclude_source_item": False,
         }
         for c, w in zip(demo_warehouse.registry.canvases, (4.0, 3.0, 2.0, 1.0), strict=True)
     ]
@@ -156,76 +159,99 @@ def test_stratified_union_matches_python_and_keeps_requests_whole(
 def test_union_unit_tests_keep_their_vars_under_command_line_vars(
     demo_warehouse: Settings, warehouse_copy: Path
 ) -> None:
-    """The union's unit tests pin stratification and canvases with `overrides: vars`. A build
-    with --vars for the same keys (another budget, as the Spark equivalence test passes) must
-    not replace them: dbt gives a unit test's overrides precedence, and so must registry_var."""
+    """The union's unit tests pin their registry with `overrides: vars`. A build with --vars for
+    a registry key (another budget, as the Spark equivalence test passes) must not replace it:
+    dbt gives a unit test's overrides precedence over --vars, whether unirank-cli passes the
+    key inside the whole registry or a user passes it alone to dbt."""
     overrides = {"stratification": {"strategy": "traffic", "budget": 600, "seed": 1}}
     settings = load_settings(demo_warehouse.project_dir, overrides, duckdb_path=warehouse_copy)
     result = run_dbt(
         settings, ["test", "--select", "int_labels_unioned,test_type:unit"], echo=False
     )
-    assert result.output.count(" PASS int_labels_unioned::union_") == 4, result.output
+    assert result.output.count(" PASS int_labels_unioned::union_") == 6, result.output
+    alone = _dbt(
+        demo_warehouse.project_dir,
+        warehouse_copy,
+        "test",
+        "--select",
+        "int_labels_unioned,test_type:unit",
+        "--vars",
+        json.dumps(overrides),
+    )
+    assert alone.stdout.count(" PASS int_labels_unioned::union_") == 6, alone.stdout
+
+
+def _misspelt(registry: dict[str, Any], change: str) -> dict[str, Any]:
+    """The demo registry with one of the misspellings a user makes."""
+    registry = copy.deepcopy(registry)
+    if change == "top level":
+        registry["stratificaton"] = registry.pop("stratification", {"budget": 1000})
+    elif change == "canvas":
+        registry["canvases"][0]["requried_context"] = registry["canvases"][0].pop(
+            "required_context"
+        )
+    elif change == "training":
+        registry["training"] = {"learnig_rate": 0.2}
+    elif change == "type":
+        registry["canvases"][0]["weight"] = -2
+    elif change == "reference":
+        registry["canvases"][1]["context_columns"] = ["query_txt", "user_id"]
+    return registry
 
 
 @pytest.mark.parametrize(
-    ("registry_vars", "expected"),
+    ("change", "expected"),
     [
         (
-            {
-                "canvases": [
-                    {
-                        "name": "home",
-                        "label_model": "int_home__labels",
-                        "context_columns": ["user_idd"],
-                        "weight": 1,
-                    }
-                ]
-            },
-            "canvas 'home' names unknown context column 'user_idd'",
+            "top level",
+            "unknown key `stratificaton` in vars.unirank; did you mean `stratification`?",
         ),
         (
-            {
-                "canvases": [
-                    {
-                        "name": "home",
-                        "label_model": "int_home__labels",
-                        "context_columns": ["user_id"],
-                        "weight": -2,
-                    }
-                ]
-            },
-            "canvas 'home' has weight -2",
+            "canvas",
+            "unknown key `requried_context` in vars.unirank.canvases[home]; did you mean "
+            "`required_context`?",
         ),
         (
-            {"stratification": {"strategy": "stratified", "budget": 10}},
-            "stratification.strategy is 'stratified'",
+            "training",
+            "unknown key `learnig_rate` in vars.unirank.training; did you mean `learning_rate`?",
         ),
-        (
-            {
-                "canvases": [
-                    {
-                        "name": "promo",
-                        "label_model": "int_promo__labels",
-                        "context_columns": ["user_id"],
-                        "weight": 1,
-                    }
-                ]
-            },
-            "int_promo__labels",
-        ),
+        ("type", "vars.unirank.canvases[home].weight is -2"),
+        ("reference", "canvas 'search' names unknown context column 'query_txt'"),
     ],
 )
-def test_dbt_alone_refuses_a_bad_registry_at_compile_time(
-    project_dir: Path, tmp_path: Path, registry_vars: dict[str, Any], expected: str
+def test_a_bad_registry_stops_dbt_alone_and_the_cli_with_the_same_message(
+    tmp_path: Path, change: str, expected: str
 ) -> None:
-    result = _dbt(project_dir, tmp_path / "w.duckdb", "parse", "--vars", json.dumps(registry_vars))
+    """The registry in a project's dbt_project.yml, misspelt: `dbt parse` alone (no Python in
+    front) and `unirank-cli registry` both refuse it, naming the key, where it is and the
+    nearest valid key, before any table is written."""
+    project = copy_project(tmp_path / "project")
+    config_path = project / "dbt_project.yml"
+    config = yaml.safe_load(config_path.read_text())
+    config["vars"]["unirank"] = _misspelt(config["vars"]["unirank"], change)
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+
+    result = _dbt(project, tmp_path / "w.duckdb", "parse")
     assert result.returncode != 0
     assert expected in result.stdout + result.stderr
-    assert (
-        not (tmp_path / "w.duckdb").exists()
-        or _query(tmp_path / "w.duckdb", "select count(*) from information_schema.tables")[0][0]
-        == 0
+    cli = CliRunner().invoke(app, ["registry", "--project-dir", str(project)])
+    assert cli.exit_code == 1
+    assert expected in " ".join(cli.output.split())
+    assert not (tmp_path / "w.duckdb").exists()
+
+
+def test_a_registry_key_given_to_dbt_alone_is_checked_too(
+    project_dir: Path, tmp_path: Path
+) -> None:
+    result = _dbt(
+        project_dir,
+        tmp_path / "w.duckdb",
+        "parse",
+        "--vars",
+        json.dumps({"stratification": {"strategy": "stratified", "budget": 10}}),
     )
+    assert result.returncode != 0
+    assert "vars.unirank.stratification.strategy is stratified" in result.stdout
 
 
 def test_quarantine_share_above_the_limit_fails_the_build(
@@ -279,7 +305,7 @@ def test_fifth_canvas_needs_one_model_and_one_registry_entry(tmp_path: Path) -> 
     )
     config_path = project / "dbt_project.yml"
     config = yaml.safe_load(config_path.read_text())
-    config["vars"]["canvases"].append(
+    config["vars"]["unirank"]["canvases"].append(
         {
             "name": "trending",
             "label_model": "int_trending__labels",

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 from pathlib import Path
 
@@ -12,7 +11,7 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from ranker.config import load_settings
-from ranker.profiles import ProfileError, engine, load_target, settings_target
+from ranker.profiles import ProfileError, engine, load_target
 from ranker.score import ScoringError, score_candidates
 from ranker.spark import SparkError, session
 
@@ -48,25 +47,41 @@ def test_spark_writes_every_file_under_the_spark_dir(
     assert moved["spark.sql.warehouse.dir"] == "/data/spark/tables"
 
 
-def test_each_dataset_has_its_own_warehouse_on_every_target(
+def test_each_project_has_its_own_warehouse(
     project_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """profiles.yml reads var('dataset') (the --vars dbt gets): Python renders it the same way."""
+    """unirank's demo and each example project read their own profiles.yml: a DuckDB file inside
+    their own folder, so no two projects share a warehouse, a model pointer or a cache."""
     monkeypatch.delenv("UNIRANK_DUCKDB_PATH", raising=False)
-    monkeypatch.delenv("UNIRANK_SPARK_SCHEMA", raising=False)
-    demo = load_settings(project_dir)
-    movielens = load_settings(project_dir, {"dataset": "movielens"})
-    assert load_target(project_dir, "duckdb").output["path"] == "warehouse/unirank.duckdb"
-    assert (
-        load_target(project_dir, "duckdb", movielens.var_overrides).output["path"]
-        == "warehouse/movielens/unirank.duckdb"
-    )
-    assert movielens.duckdb_path == project_dir / "warehouse/movielens/unirank.duckdb"
-    assert settings_target(dataclasses.replace(demo, target="spark")).output["schema"] == "unirank"
-    assert (
-        settings_target(dataclasses.replace(movielens, target="spark")).output["schema"]
-        == "unirank_movielens"
-    )
+    projects = [project_dir, *sorted((project_dir / "examples").glob("*/dbt_project.yml"))]
+    folders = [p if p.is_dir() else p.parent for p in projects]
+    settings = [load_settings(folder) for folder in folders]
+    for folder, s in zip(folders, settings, strict=True):
+        assert s.duckdb_path.is_relative_to(folder / "warehouse")
+        assert s.artifacts_dir == folder / "artifacts"
+    assert len({s.duckdb_path for s in settings}) == len(settings) >= 3
+
+
+def test_profiles_are_found_where_dbt_looks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--profiles-dir, then the project folder, then DBT_PROFILES_DIR, then ~/.dbt."""
+    from ranker.profiles import profiles_dir
+
+    project, elsewhere, home = tmp_path / "p", tmp_path / "e", tmp_path / "home"
+    for folder in (project, elsewhere, home / ".dbt"):
+        folder.mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("DBT_PROFILES_DIR", raising=False)
+    assert profiles_dir(project) is None
+    (home / ".dbt" / "profiles.yml").write_text("x: {}\n")
+    assert profiles_dir(project) == home / ".dbt"
+    (elsewhere / "profiles.yml").write_text("x: {}\n")
+    monkeypatch.setenv("DBT_PROFILES_DIR", str(elsewhere))
+    assert profiles_dir(project) == elsewhere
+    (project / "profiles.yml").write_text("x: {}\n")
+    assert profiles_dir(project) == project
+    assert profiles_dir(project, explicit=elsewhere) == elsewhere
 
 
 def test_unknown_target_names_the_known_ones(project_dir: Path) -> None:

@@ -10,7 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
-from ranker.config import Canvas, Settings
+from ranker.config import Settings
+from ranker.registry import Canvas
 from ranker.serve import (
     CacheMissingError,
     RecommendError,
@@ -73,7 +74,8 @@ def test_cached_lookups_answer_what_the_sql_answers(served_project: Settings) ->
     )
     country_filter = (
         "and item_id in (select item_id from item_catalogue "
-        "where position('|' || ? || '|' in '|' || available_countries || '|') > 0)"
+        "where coalesce(available_countries, '') = '' "
+        "or position('|' || ? || '|' in '|' || available_countries || '|') > 0)"
     )
     for task, key in contexts:
         for country in (None, "DE"):
@@ -145,6 +147,26 @@ def test_country_filter_keeps_only_available_items(served_project: Settings) -> 
     assert result.items and all("DE" in str(available[r.item_id]).split("|") for r in result.items)
 
 
+def test_unknown_availability_means_available_everywhere(served_project: Settings) -> None:
+    """An item whose catalogue row has no countries ('' or NULL, as MovieLens and Diginetica)
+    is available in every country, the way the feature is_available_in_country reads it; an
+    item with countries is available only there."""
+    from ranker.serve import CacheReader, _CatalogueItem, current_cache_path
+
+    reader = CacheReader(current_cache_path(served_project))
+    try:
+        reader._catalogue = {
+            "listed": _CatalogueItem("c", "DE|FR", 0),
+            "blank": _CatalogueItem("c", "", 0),
+            "null": _CatalogueItem("c", None, 0),
+        }
+        assert reader.available("listed", "DE") and not reader.available("listed", "US")
+        assert reader.available("blank", "US") and reader.available("null", "US")
+        assert reader.available("listed", None)
+    finally:
+        reader.close()
+
+
 @pytest.mark.parametrize(
     ("task", "context", "k", "message"),
     [
@@ -189,7 +211,7 @@ def test_cli_recommend_json_and_errors(
     payload = json.loads(result.output)
     assert payload["answered_by"] == "cache" and len(payload["items"]) == 3
     missing = runner.invoke(app, ["recommend", "related", "--user", "u1", "--project-dir", project])
-    assert missing.exit_code == 1 and "pass --item" in missing.output
+    assert missing.exit_code == 1 and "pass --context source_item_id=VALUE" in missing.output
     bad_k = runner.invoke(
         app, ["recommend", "home", "--user", "u1", "--k", "0", "--project-dir", project]
     )
@@ -216,7 +238,7 @@ def _sql_fallback(
     country_filter = (
         ""
         if country is None
-        else " where item_id in (select item_id from item_catalogue where position('|' || ?::varchar || '|' in '|' || available_countries || '|') > 0)"
+        else " where item_id in (select item_id from item_catalogue where coalesce(available_countries, '') = '' or position('|' || ?::varchar || '|' in '|' || available_countries || '|') > 0)"
     )
     key_param = canvas.name if kind == "task" else key
     limit = needed + len(exclude)

@@ -194,7 +194,7 @@ def test_labels_context_and_sentinels_are_identical(
 def test_features_agree_within_1e_9(
     engines: tuple[Settings, Settings], mart: str, keys: list[str], exact: list[str]
 ) -> None:
-    numeric = list(engines[0].registry.features.numeric)
+    numeric = list(engines[0].registry.model_features.numeric)
     duck_rows, spark_rows = _both(
         engines, f"select {', '.join([*keys, *exact, *numeric])} from {mart}", keys
     )

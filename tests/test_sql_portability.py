@@ -1,12 +1,12 @@
-"""SQL portability lint: every compiled model and data test of every dataset (demo, MovieLens,
-Diginetica), parsed with sqlglot as DuckDB SQL and transpiled to Spark, Trino, Snowflake and
-BigQuery with unsupported constructs raised; findings are fixed or listed with a reason in
-tests/sql_portability_allowlist.yml (README, "Running on Spark")."""
+"""SQL portability lint: every compiled model and data test of every project in the repository
+(unirank's own demo and each examples/<name>/, which installs unirank as a package), parsed with
+sqlglot as DuckDB SQL and transpiled to Spark, Trino, Snowflake and BigQuery with unsupported
+constructs raised; findings are fixed or listed with a reason in
+tests/sql_portability_allowlist.yml (docs/spark.md)."""
 
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,14 +23,12 @@ from ranker.config import Settings, load_settings
 pytestmark = pytest.mark.dbt
 
 DIALECTS = ("spark", "trino", "snowflake", "bigquery")
-# Compiled besides the demo: their own models are disabled unless vars.dataset selects them.
-DATASETS = ("movielens", "diginetica")
 ALLOWLIST = Path(__file__).with_name("sql_portability_allowlist.yml")
 
 
 @dataclass(frozen=True)
 class Finding:
-    node: str  # model or test name, `<name>@<dataset>` for a shared node compiled for a dataset
+    node: str  # model or test name, `<name>@<project>` for a unirank node compiled for a project
     dialect: str  # a target dialect, or '*' for a finding in the DuckDB SQL itself
     finding: str
 
@@ -72,30 +70,26 @@ def _compile(settings: Settings, target_path: Path) -> dict[str, str]:
     }
 
 
+def projects(root: Path) -> list[Path]:
+    """Every dbt project of the repository: unirank's root and each example."""
+    return [root, *sorted(p.parent for p in (root / "examples").glob("*/dbt_project.yml"))]
+
+
 @pytest.fixture(scope="module")
-def compiled_nodes(
-    demo_warehouse: Settings, tmp_path_factory: pytest.TempPathFactory
-) -> dict[str, str]:
-    """Compiled SQL of every model and data test of every dataset. The demo: `dbt compile` on a
-    copy of the built demo warehouse (the marts read their feature columns from the built
-    relation). Each real dataset (its staging and label-prep models are enabled only when it is
-    selected): `dbt compile --vars '{dataset: ...}'` on an empty warehouse, no data needed (its
-    marts compile without feature columns). A shared node whose SQL differs under a dataset (its
-    registry: other canvases, sampling, serving) is linted again as `<name>@<dataset>`."""
+def compiled_nodes(project_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Compiled SQL of every model and data test of every project: `dbt compile` on an empty
+    warehouse (no data needed). A unirank node whose SQL differs under another project's
+    registry (other canvases, context columns, features, sampling, serving) is linted again as
+    `<name>@<project>`."""
     base = tmp_path_factory.mktemp("portability")
-    copy = base / "demo.duckdb"
-    shutil.copy2(demo_warehouse.duckdb_path, copy)
-    project = demo_warehouse.project_dir
-    nodes = _compile(load_settings(project, duckdb_path=copy), base / "target")
-    for dataset in DATASETS:
-        settings = load_settings(
-            project, {"dataset": dataset}, duckdb_path=base / f"{dataset}.duckdb"
-        )
-        for name, sql in _compile(settings, base / f"target-{dataset}").items():
+    nodes: dict[str, str] = {}
+    for folder in projects(project_dir):
+        settings = load_settings(folder, duckdb_path=base / f"{folder.name}.duckdb")
+        for name, sql in _compile(settings, base / f"target-{folder.name}").items():
             if name not in nodes:
                 nodes[name] = sql
             elif nodes[name] != sql:
-                nodes[f"{name}@{dataset}"] = sql
+                nodes[f"{name}@{settings.project_name}"] = sql
     return nodes
 
 
@@ -107,7 +101,9 @@ def _allowlist() -> list[dict[str, Any]]:
 def test_every_model_and_test_transpiles_or_is_allow_listed(
     compiled_nodes: dict[str, str], project_dir: Path
 ) -> None:
-    models = {p.stem for p in (project_dir / "models").rglob("*.sql")}
+    models = {
+        p.stem for folder in projects(project_dir) for p in (folder / "models").rglob("*.sql")
+    }
     assert models <= set(compiled_nodes), f"not compiled: {sorted(models - set(compiled_nodes))}"
     entries = _allowlist()
     unexplained = [

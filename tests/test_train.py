@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from ranker import artifacts, evaluate, train
-from ranker.config import Settings
+from ranker.config import RegistryError, Settings, load_settings
 from ranker.dataset import DatasetError
 from ranker.evaluate import METRICS
 from ranker.train import TrainParams, train_and_evaluate
@@ -27,6 +27,7 @@ FAST = TrainParams(
     learning_rate=0.3,
     depth=4,
     early_stopping_rounds=10,
+    max_negatives_per_request=None,
     bootstrap_resamples=100,
     thread_count=2,
 )
@@ -170,10 +171,19 @@ def test_a_canvas_absent_from_test_only(tiny_settings: Settings) -> None:
 def test_bad_training_params_are_refused(tiny_settings: Settings) -> None:
     with pytest.raises(train.TrainingError, match="learning_rate"):
         TrainParams.from_settings(tiny_settings, learning_rate=0)
-    with pytest.raises(train.TrainingError, match="unknown key"):
-        TrainParams.from_settings(
-            Settings(**{**tiny_settings.__dict__, "vars": {"training": {"iters": 5}}})
-        )
+    with pytest.raises(RegistryError, match=r"unknown key `iters` in vars\.unirank\.training"):
+        _with_training(tiny_settings, {"iters": 5})
+
+
+def _with_training(settings: Settings, training: dict[str, object]) -> Settings:
+    """The same project and warehouse with the registry's training block replaced."""
+    return load_settings(
+        settings.project_dir,
+        {**settings.var_overrides, "training": training},
+        duckdb_path=settings.duckdb_path,
+        artifacts_dir=settings.artifacts_dir,
+        reports_dir=settings.reports_dir,
+    )
 
 
 def test_speed_levers_are_validated(tiny_settings: Settings) -> None:
@@ -184,9 +194,8 @@ def test_speed_levers_are_validated(tiny_settings: Settings) -> None:
 
 
 def test_speed_levers_reach_the_trained_model(tiny_settings: Settings) -> None:
-    """vars.training -> TrainParams -> CatBoost -> the published model file."""
-    training = {**tiny_settings.vars["training"], "yetirank_permutations": 2, "one_hot_max_size": 3}
-    settings = Settings(**{**tiny_settings.__dict__, "vars": {"training": training}})
+    """The registry's training block -> TrainParams -> CatBoost -> the published model file."""
+    settings = _with_training(tiny_settings, {"yetirank_permutations": 2, "one_hot_max_size": 3})
     params = TrainParams.from_settings(
         settings, iterations=20, learning_rate=0.3, depth=4, thread_count=2
     )

@@ -2,14 +2,14 @@
   {#- Sentinel invariants from the registry, per canvas and context column: a column the canvas
       does not fill always holds the sentinel; a column the canvas requires never does; no context
       column is ever NULL. Fails with one row per (canvas, column, problem). -#}
-  {%- set registry = unirank_registry() -%}
+  {%- set registry = unirank.unirank_registry() -%}
   {%- set checks = [] -%}
   {%- for canvas in registry.canvases -%}
     {%- for column in registry.context_columns -%}
       {%- if column.name not in canvas.context_columns -%}
-        {%- do checks.append((canvas.name, column, 'must be the sentinel', column.name ~ ' <> ' ~ sentinel_literal(column))) -%}
+        {%- do checks.append((canvas.name, column, 'must be the sentinel', column.name ~ ' <> ' ~ unirank.sentinel_literal(column))) -%}
       {%- elif column.name in canvas.get('required_context', []) -%}
-        {%- do checks.append((canvas.name, column, 'must not be the sentinel', column.name ~ ' = ' ~ sentinel_literal(column))) -%}
+        {%- do checks.append((canvas.name, column, 'must not be the sentinel', column.name ~ ' = ' ~ unirank.sentinel_literal(column))) -%}
       {%- endif -%}
       {%- do checks.append((canvas.name, column, 'must not be NULL', column.name ~ ' is null')) -%}
     {%- endfor -%}

@@ -1,18 +1,21 @@
-{#- The selected dataset's item catalogue (int_<dataset>__items): one row per item with title,
-    category and available countries. Features and serving read items only through this model. -#}
+{#- The project's item catalogue (registry inputs.items): one row per item with its lower-cased
+    title ('' when none), category and available countries ('' when unknown: available
+    everywhere). Features and serving read items only through this model. -#}
+{%- set registry = unirank_registry() -%}
+
 with
 
-dataset_items as (
-    select * from {{ dataset_ref('items') }}
+project_items as (
+    select * from {{ ref(registry.inputs['items']) }}
 ),
 
 final as (
     select
-        item_id,
-        title,
-        category,
-        available_countries
-    from dataset_items
+        cast(item_id as {{ dbt.type_string() }}) as item_id,
+        lower(coalesce(cast(title as {{ dbt.type_string() }}), '')) as title,
+        cast(category as {{ dbt.type_string() }}) as category,
+        coalesce(cast(available_countries as {{ dbt.type_string() }}), '') as available_countries
+    from project_items
 )
 
 select * from final

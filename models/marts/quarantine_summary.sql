@@ -1,9 +1,9 @@
-{#- One row per source table of the selected dataset: rows read, rows quarantined and their share.
+{#- One row per source table of the project: rows read, rows quarantined and their share.
     A test fails the build when a share exceeds vars.quarantine_max_share. -#}
 with
 
 source_rows as (
-    select * from {{ dataset_ref('source_rows') }}
+    select * from {{ project_source_rows() }} as project_source_rows
 ),
 
 rows_counted as (

@@ -1,10 +1,10 @@
 {#- Every source row kept out of the pipeline, with the reason: one row per quarantined raw row of
-    the selected dataset. Nothing bad is dropped silently; `quarantine_summary` counts these
+    the project (registry inputs.source_rows). Nothing bad is dropped silently; `quarantine_summary` counts these
     against the source totals. -#}
 with
 
 source_rows as (
-    select * from {{ dataset_ref('source_rows') }}
+    select * from {{ project_source_rows() }} as project_source_rows
 ),
 
 final as (

@@ -1,9 +1,9 @@
 {#- The ranking mart Python trains and evaluates on: one row per request and candidate item, with
     the graded label, the split, every unified context column (sentinel, never NULL) and every
-    feature with its documented default where it does not apply (assembled in int_probe_features,
-    the same features serving_candidates carries). -#}
+    registered feature column with its declared default where it does not apply (assembled in
+    int_probe_features, the same features serving_candidates carries). Its columns follow the
+    registry; the test registry_columns checks them. -#}
 {%- set registry = unirank_registry() -%}
-{%- set features = feature_columns(ref('int_probe_features')) -%}
 
 with
 
@@ -13,7 +13,7 @@ labels_unioned as (
 
 probe_features as (
     select * from {{ ref('int_probe_features') }}
-    where not is_serving
+    where probe_kind = 'train'
 ),
 
 final as (
@@ -21,14 +21,13 @@ final as (
         labels_unioned.request_id,
         labels_unioned.item_id,
         labels_unioned.task_type,
-        {% for column in registry.context_columns -%}
-        labels_unioned.{{ column.name }},
+        {% for column in registry.context_names -%}
+        labels_unioned.{{ column }},
         {% endfor -%}
-        probe_features.item_category,
         labels_unioned.split,
         labels_unioned.label,
-        {% for feature in features -%}
-        probe_features.{{ feature }},
+        {% for column in registry.feature_columns -%}
+        probe_features.{{ column.name }},
         {% endfor -%}
         labels_unioned.requested_at
     from labels_unioned

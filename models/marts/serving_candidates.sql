@@ -1,8 +1,8 @@
 {#- What batch scoring reads: one row per serving context and candidate item, with the context,
-    the first-stage source that found the item, and the SAME features as ranking_examples
-    (int_probe_features) evaluated at the serving clock. -#}
+    the first-stage source that found the item, and the SAME registered features as
+    ranking_examples (int_probe_features) evaluated at the serving clock. Its columns follow the
+    registry; the test registry_columns checks them. -#}
 {%- set registry = unirank_registry() -%}
-{%- set features = feature_columns(ref('int_probe_features')) -%}
 
 with
 
@@ -12,7 +12,7 @@ serving_candidates as (
 
 probe_features as (
     select * from {{ ref('int_probe_features') }}
-    where is_serving
+    where probe_kind = 'serve'
 ),
 
 final as (
@@ -21,14 +21,13 @@ final as (
         serving_candidates.item_id,
         serving_candidates.task_type,
         serving_candidates.context_key,
-        {% for column in registry.context_columns -%}
-        serving_candidates.{{ column.name }},
+        {% for column in registry.context_names -%}
+        serving_candidates.{{ column }},
         {% endfor -%}
-        probe_features.item_category,
         serving_candidates.candidate_source,
         serving_candidates.candidate_rank,
-        {% for feature in features -%}
-        probe_features.{{ feature }},
+        {% for column in registry.feature_columns -%}
+        probe_features.{{ column.name }},
         {% endfor -%}
         serving_candidates.requested_at as served_as_of,
         cast('{{ invocation_id }}' as {{ dbt.type_string() }}) as dbt_invocation_id

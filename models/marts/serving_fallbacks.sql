@@ -2,7 +2,7 @@
     popular_in_canvas (key: canvas), popular_in_category (key: category), coengagement (key:
     source item) and title_match (key: known query), at most vars.serving.fallback_items_per_key
     per key. Copied into every published cache. -#}
-{%- set per_key = registry_var('serving', {}).get('fallback_items_per_key', 100) -%}
+{%- set per_key = unirank_registry().serving.fallback_items_per_key -%}
 with
 
 retrieval_sources as (

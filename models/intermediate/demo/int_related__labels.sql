@@ -1,5 +1,6 @@
-{#- Related: "more like this" under a source item. The source item itself is never a candidate
-    (recommending the item the user is looking at is not a related item). -#}
+{#- Related: "more like this" under a source item. Whether the source item may be its own
+    candidate is the registry's `exclude_source_item` (default true), applied by unirank's union
+    exactly as in serving. -#}
 with
 
 impressions_graded as (
@@ -18,7 +19,6 @@ final as (
     from impressions_graded
     where canvas = 'related'
         and source_item_id is not null
-        and item_id <> source_item_id
 )
 
 select * from final

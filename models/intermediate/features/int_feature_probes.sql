@@ -1,8 +1,20 @@
-{#- Every (request, candidate item) the feature models compute features for: the training
+{#- Every (request or serving context, candidate item) the feature models compute features for,
+    with its canvas, every registry context column and the time it is evaluated at: the training
     examples (int_labels_unioned, at their request time) and the serving candidates
     (int_serving_candidates, at the serving clock). One feature implementation serves both, so
     training and serving cannot drift apart. A probe's features use only events strictly before
-    `requested_at`. -#}
+    `requested_at`.
+
+    For the generic feature checks, one training request in feature_checks.every_nth_request
+    also gets two twins per candidate (probe_kind): `check_past`, the same probe one
+    microsecond earlier (a feature that changes has seen the probe's own time), and
+    `check_serve`, the same probe flagged as serving (a feature that changes treats training
+    and serving differently). tests/dbt/assert_feature_models_*.sql compare them. -#}
+{%- set registry = unirank_registry() -%}
+{%- set every = registry.feature_checks.every_nth_request -%}
+{%- set columns = ['request_id', 'task_type', 'item_id'] + registry.context_names -%}
+{%- set twins = {'check_past': 1, 'check_serve': 0} if every > 0 else {} -%}
+
 with
 
 labels_unioned as (
@@ -14,38 +26,39 @@ serving_candidates as (
 ),
 
 probes_unioned as (
+    select {{ columns | join(', ') }}, 'train' as probe_kind, requested_at from labels_unioned
+    union all
+    select {{ columns | join(', ') }}, 'serve' as probe_kind, requested_at from serving_candidates
+),
+
+probes_timed as (
     select
-        request_id,
-        task_type,
-        item_id,
-        user_id,
-        country,
-        source_item_id,
-        query_text,
-        category,
-        false as is_serving,
-        requested_at
-    from labels_unioned
+        *,
+        {{ epoch_microseconds('requested_at') }} as requested_at_us
+    from probes_unioned
+),
+
+probes_and_twins as (
+    select * from probes_timed
+    {% for kind, shift_us in twins.items() %}
     union all
     select
-        request_id,
-        task_type,
-        item_id,
-        user_id,
-        country,
-        source_item_id,
-        query_text,
-        category,
-        true as is_serving,
-        requested_at
-    from serving_candidates
+        {{ dbt.concat(["'" ~ kind | replace('_', '|') ~ "|'", 'request_id']) }} as request_id,
+        {{ columns[1:] | join(', ') }},
+        '{{ kind }}' as probe_kind,
+        {{ timestamp_from_epoch_microseconds('requested_at_us - ' ~ shift_us) }} as requested_at,
+        requested_at_us - {{ shift_us }} as requested_at_us
+    from probes_timed
+    where probe_kind = 'train'
+        and {{ hash_bucket('request_id', every) }} = 0
+    {% endfor %}
 ),
 
 final as (
     select
         *,
-        {{ epoch_microseconds('requested_at') }} as requested_at_us
-    from probes_unioned
+        probe_kind in ('serve', 'check_serve') as is_serving
+    from probes_and_twins
 )
 
 select * from final

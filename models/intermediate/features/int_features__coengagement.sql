@@ -1,6 +1,7 @@
-{#- Source-candidate co-engagement as of each probe with a source item (the related canvas): how
+{#- Built-in feature model (needs the context column source_item_id). Source-candidate co-engagement as of each probe with a source item (the related canvas): how
     often, strictly before the request, a user engaged with one of the two items and then with the
     other within their next `coengagement_lags` engagements (either order; see int_item_pairs). -#}
+{{ config(enabled=unirank_uses('int_features__coengagement')) }}
 with
 
 feature_probes as (

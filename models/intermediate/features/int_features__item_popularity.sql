@@ -1,6 +1,7 @@
-{#- Item popularity as of each probe: engagements with the item strictly before the request, over
+{#- Built-in feature model. Item popularity as of each probe: engagements with the item strictly before the request, over
     all canvases, over the last 7 days, and within the probe's own canvas (an engagement the log
     does not attribute to a canvas, task_type NULL, counts for every canvas). -#}
+{{ config(enabled=unirank_uses('int_features__item_popularity')) }}
 with
 
 feature_probes as (
@@ -12,13 +13,30 @@ engagement_history as (
 ),
 
 events_and_probes as (
+    {#- Each engagement enters twice: as itself, and 7 days later as its expiry (-1 to the
+        7-day count), so every count is one running sum over time (strictly_before) instead of
+        a sliding RANGE frame. An engagement at t - 7 days still counts for a probe at t: its
+        expiry at t sorts after the probe. -#}
     select
         cast(null as {{ dbt.type_string() }}) as request_id,
         item_id,
         task_type,
         {{ epoch_microseconds('engaged_at') }} as at_us,
         1 as is_event,
-        case when task_type is null then 1 else 0 end as is_unattributed_event
+        1 as week_delta,
+        case when task_type is null then 1 else 0 end as is_unattributed_event,
+        1 as after_probes
+    from engagement_history
+    union all
+    select
+        cast(null as {{ dbt.type_string() }}) as request_id,
+        item_id,
+        task_type,
+        {{ epoch_microseconds('engaged_at') }} + {{ 7 * 86400 * 1000000 }} as at_us,
+        0 as is_event,
+        -1 as week_delta,
+        0 as is_unattributed_event,
+        1 as after_probes
     from engagement_history
     union all
     select
@@ -27,7 +45,9 @@ events_and_probes as (
         task_type,
         requested_at_us as at_us,
         0 as is_event,
-        0 as is_unattributed_event
+        0 as week_delta,
+        0 as is_unattributed_event,
+        0 as after_probes
     from feature_probes
 ),
 
@@ -35,11 +55,11 @@ engagements_counted as (
     select
         request_id,
         item_id,
-        is_event,
-        sum(is_event) {{ strictly_before(['item_id']) }} as item_engagements,
-        sum(is_event) {{ strictly_before(['item_id'], lookback_us=7 * 86400 * 1000000) }} as item_engagements_7d,
-        sum(is_event) {{ strictly_before(['item_id', 'task_type']) }} as item_attributed_engagements,
-        sum(is_unattributed_event) {{ strictly_before(['item_id']) }} as item_unattributed_engagements
+        after_probes,
+        sum(is_event) {{ strictly_before(['item_id'], events_after='after_probes') }} as item_engagements,
+        sum(week_delta) {{ strictly_before(['item_id'], events_after='after_probes') }} as item_engagements_7d,
+        sum(is_event) {{ strictly_before(['item_id', 'task_type'], events_after='after_probes') }} as item_attributed_engagements,
+        sum(is_unattributed_event) {{ strictly_before(['item_id'], events_after='after_probes') }} as item_unattributed_engagements
     from events_and_probes
 ),
 
@@ -52,7 +72,7 @@ final as (
         coalesce(item_attributed_engagements, 0)
             + coalesce(item_unattributed_engagements, 0) as item_canvas_engagements
     from engagements_counted
-    where is_event = 0
+    where after_probes = 0
 )
 
 select * from final

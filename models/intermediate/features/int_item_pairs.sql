@@ -1,10 +1,8 @@
 {#- Co-engagement events: one row per (item_a, item_b, time) where a user engaged with item_b
     within `coengagement_lags` engagements after item_a, in both directions. Shared by the
     co-engagement feature and the co-engagement candidate source. -#}
-{%- set lags = var('coengagement_lags', 3) -%}
-{%- if lags is not number or lags < 1 -%}
-  {{ exceptions.raise_compiler_error("vars.coengagement_lags must be a positive integer, got " ~ lags) }}
-{%- endif -%}
+{{ config(enabled=unirank_uses('int_features__coengagement') or unirank_uses('coengagement')) }}
+{%- set lags = unirank_registry().coengagement_lags -%}
 
 with
 

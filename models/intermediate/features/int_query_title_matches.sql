@@ -1,7 +1,9 @@
 {#- Query-title word matches: one row per (query, item) sharing at least one word, with how many
     of the query's words the title holds. The single implementation behind the search feature
     `query_title_match` and the `title_match` candidate source. Queries come from the unified
-    labels and the serving contexts. -#}
+    labels and the serving contexts. Built when the registry declares the context column
+    query_text. -#}
+{{ config(enabled=unirank_uses('query_text')) }}
 with
 
 labels_unioned as (

@@ -6,8 +6,14 @@
       popular_in_category  key item category   most engaged of the category over the lookback
       coengagement         key source item     most co-engaged items (int_item_pairs), all history
       title_match          key query text      title shares query words; match share, then popularity
-      user_categories      key user            popular items of the user's 3 most engaged categories -#}
-{%- set per_source = registry_var('serving', {}).get('items_per_source', 200) -%}
+      user_categories      key user            popular items of the user's 3 most engaged categories
+    Only the sources some canvas of the registry uses (in `sources` or `fallbacks`) are built. -#}
+{%- set per_source = unirank_registry().serving.items_per_source -%}
+{%- set used = {} -%}
+{%- for source in ['popular_in_canvas', 'popular_in_category', 'coengagement', 'title_match', 'user_categories'] -%}
+  {%- do used.update({source: unirank_uses(source)}) -%}
+{%- endfor -%}
+{%- do used.update({'popular_in_category': used.popular_in_category or used.user_categories}) -%}
 
 with
 
@@ -19,9 +25,11 @@ engagement_history as (
     select * from {{ ref('int_engagement_history') }}
 ),
 
+{% if used.coengagement -%}
 item_pairs as (
     select * from {{ ref('int_item_pairs') }}
 ),
+{%- endif %}
 
 serving_contexts as (
     select * from {{ ref('int_serving_contexts') }}
@@ -76,6 +84,7 @@ popular_in_canvas as (
     group by task_type, item_id
 ),
 
+{% if used.popular_in_category -%}
 popular_in_category as (
     select
         item_category as retrieval_key,
@@ -85,7 +94,9 @@ popular_in_category as (
     where item_category is not null
     group by item_category, item_id
 ),
+{%- endif %}
 
+{% if used.coengagement -%}
 coengagement as (
     select
         item_pairs.item_a as retrieval_key,
@@ -96,7 +107,9 @@ coengagement as (
     where item_pairs.engaged_at < serving_clock.as_of
     group by item_pairs.item_a, item_pairs.item_b
 ),
+{%- endif %}
 
+{% if used.title_match -%}
 serving_queries as (
     select distinct query_text
     from serving_contexts
@@ -120,7 +133,9 @@ title_match as (
     left join item_popularity
         on query_title_matches.item_id = item_popularity.item_id
 ),
+{%- endif %}
 
+{% if used.user_categories -%}
 serving_users as (
     select distinct user_id
     from serving_contexts
@@ -159,17 +174,20 @@ user_categories as (
         and popular_in_category.source_rank <= {{ per_source }}
     where user_top_categories.category_rank <= 3
 ),
+{%- endif %}
 
 sources_unioned as (
+    {%- set parts = [] -%}
+    {%- for source, is_used in used.items() if is_used -%}
+      {%- do parts.append(source) -%}
+    {%- endfor %}
+    {% for source in parts -%}
+    select '{{ source }}' as source, retrieval_key, item_id, source_rank from {{ source }}
+    {% if not loop.last %}union all{% endif %}
+    {% endfor -%}
+    {%- if parts | length == 0 -%}
     select 'popular_in_canvas' as source, retrieval_key, item_id, source_rank from popular_in_canvas
-    union all
-    select 'popular_in_category' as source, retrieval_key, item_id, source_rank from popular_in_category
-    union all
-    select 'coengagement' as source, retrieval_key, item_id, source_rank from coengagement
-    union all
-    select 'title_match' as source, retrieval_key, item_id, source_rank from title_match
-    union all
-    select 'user_categories' as source, retrieval_key, item_id, source_rank from user_categories
+    {%- endif %}
 ),
 
 final as (

@@ -1,6 +1,6 @@
 {#- The time serving is evaluated at ("now"): vars.serving.as_of, or one second after the last
     engagement in the history. One row, with the start of the lookback window. -#}
-{%- set serving = registry_var('serving', {}) -%}
+{%- set serving = unirank_registry().serving -%}
 {%- set lookback_days = serving.get('lookback_days', 28) -%}
 
 with
