@@ -155,6 +155,7 @@ class CacheReader:
         ).fetchall()[0]
         self.model_version, self.generated_at = info if info else (None, None)
         self.lock = threading.Lock()
+        self.closed = False
         self._cached: _CachedRows | None = None
         self._catalogue: dict[str, _CatalogueItem] | None = None
         self._title_words: dict[str, list[str]] | None = None
@@ -162,7 +163,11 @@ class CacheReader:
         self._fallback_lists: OrderedDict[tuple[str, str], list[str]] = OrderedDict()
 
     def close(self) -> None:
-        self.connection.close()
+        """Close once no thread uses it (the caller must not hold ``lock``); a thread that got
+        this reader before it was replaced sees ``closed`` under the lock and asks again."""
+        with self.lock:
+            self.closed = True
+            self.connection.close()
 
     def cached_rows(self) -> _CachedRows:
         """The cache's rows as Arrow columns in (task_type, context_key, rank) order, and each
@@ -263,21 +268,32 @@ _readers_lock = threading.Lock()
 
 
 def _reader(settings: Settings) -> CacheReader:
-    """The reader of the current generation; reopened when a new cache has been published."""
+    """The reader of the current generation; reopened when a new cache has been published.
+    A generation deleted between reading the link and opening it (``score --keep 1``) is
+    looked up again: the link then names the newer one."""
     link = current_cache_path(settings)
-    if not link.exists():
-        raise CacheMissingError(
-            f"no recommendations cache at {link}; run `unirank-cli score` (after `train`) first"
-        )
-    target = Path(os.path.realpath(link))
-    with _readers_lock:
-        reader = _readers.get(link)
-        if reader is None or reader.path != target:
-            if reader is not None:
-                reader.close()
-            reader = CacheReader(target)
-            _readers[link] = reader
+    for attempt in range(5):
+        if not link.exists():
+            raise CacheMissingError(
+                f"no recommendations cache at {link}; run `unirank-cli score` (after `train`) first"
+            )
+        target = Path(os.path.realpath(link))
+        replaced: CacheReader | None = None
+        with _readers_lock:
+            reader = _readers.get(link)
+            if reader is None or reader.path != target:
+                try:
+                    fresh = CacheReader(target)
+                except CacheMissingError:
+                    if attempt < 4 and Path(os.path.realpath(link)) != target:
+                        continue  # published over while we opened it
+                    raise
+                replaced, reader = reader, fresh
+                _readers[link] = reader
+        if replaced is not None:
+            replaced.close()
         return reader
+    raise CacheMissingError(f"the recommendations cache at {link} keeps changing; try again")
 
 
 def _validate(registry: Registry, task: str, k: int | None) -> tuple[Canvas, int]:
@@ -326,9 +342,11 @@ def recommend(
         settings = load_settings()
     canvas, k = _validate(settings.registry, task, k)
     key = context_value(canvas, context)
-    reader = _reader(settings)
-    with reader.lock:
-        return _lookup(reader, canvas, key, k, country)
+    while True:
+        reader = _reader(settings)
+        with reader.lock:
+            if not reader.closed:  # else replaced by a newer generation meanwhile: ask again
+                return _lookup(reader, canvas, key, k, country)
 
 
 def _lookup(

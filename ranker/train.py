@@ -27,6 +27,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import numpy as np
 import pandas as pd
 from catboost import CatBoostError, CatBoostRanker, Pool
@@ -37,7 +38,8 @@ from ranker.config import Settings
 from ranker.dataset import RankingData, load_ranking_data
 from ranker.errors import UnirankError
 from ranker.registry import Training
-from ranker.warehouse import connect, engine
+from ranker.warehouse import WarehouseError, connect, engine
+from ranker.warehouse_publish import WarehouseBusyError, writer_lock
 
 logger = logging.getLogger(__name__)
 
@@ -465,14 +467,17 @@ def train_and_evaluate(
     model_version = artifacts.write_version(
         root, version, metadata, lambda p: unified.model.save_model(str(p))
     )
-    write_model_metrics(settings, version, evaluations)
-
     report_index: Path | None = None
     if write_reports:
         report_index = _write_reports(
             settings, version, data, test, scores["unified"], evaluations, importance
         )
     artifacts.promote(root, version)
+    # After promotion, so model_metrics only ever holds models that became current.
+    try:
+        write_model_metrics(settings, version, evaluations)
+    except WarehouseBusyError as exc:
+        notes.append(str(exc))
     timings["total_seconds"] = time.perf_counter() - run_started
     artifacts.update_metadata(model_version, {"timings": timings})
     return TrainingResult(
@@ -594,23 +599,35 @@ def write_model_metrics(
         from ranker import spark
 
         return spark.write_model_metrics(settings, version, rows)
-    with connect(settings.duckdb_path, read_only=False) as con:
-        con.execute(
-            """
-            create table if not exists model_metrics (
-                model_version varchar, task_type varchar, model_kind varchar, metric varchar,
-                value double, ci_low double, ci_high double, n_requests bigint,
-                recorded_at timestamp default current_timestamp
-            )
-            """
+    with writer_lock(settings.duckdb_path, "unirank-cli train", wait=True):
+        try:
+            con = connect(settings.duckdb_path, read_only=False)
+        except WarehouseError as exc:
+            raise WarehouseBusyError(
+                f"model_metrics not updated for {version} (the model is current; its metrics are "
+                f"in its metadata.json): {exc}".split("\n")[0]
+            ) from None
+        with con:
+            return _insert_metrics(con, version, rows)
+
+
+def _insert_metrics(con: duckdb.DuckDBPyConnection, version: str, rows: list[Any]) -> int:
+    con.execute(
+        """
+        create table if not exists model_metrics (
+            model_version varchar, task_type varchar, model_kind varchar, metric varchar,
+            value double, ci_low double, ci_high double, n_requests bigint,
+            recorded_at timestamp default current_timestamp
         )
-        con.execute("begin transaction")
-        con.execute("delete from model_metrics where model_version = ?", [version])
-        if rows:
-            con.executemany(
-                "insert into model_metrics (model_version, task_type, model_kind, metric, value, "
-                "ci_low, ci_high, n_requests) values (?, ?, ?, ?, ?, ?, ?, ?)",
-                rows,
-            )
-        con.execute("commit")
+        """
+    )
+    con.execute("begin transaction")
+    con.execute("delete from model_metrics where model_version = ?", [version])
+    if rows:
+        con.executemany(
+            "insert into model_metrics (model_version, task_type, model_kind, metric, value, "
+            "ci_low, ci_high, n_requests) values (?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+    con.execute("commit")
     return len(rows)

@@ -1,0 +1,251 @@
+"""A failed, killed or concurrent build never reaches training or serving: dbt writes a copy aside
+that replaces the warehouse only when it passed, readers never block it, a killed CLI takes its
+dbt with it, and a second writer refuses in one line (ranker.warehouse_publish)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from ranker.build import BuildError, run_dbt
+from ranker.config import Settings, load_settings
+from ranker.warehouse_publish import WarehouseBusyError, aside_path, failed_path
+
+pytestmark = pytest.mark.dbt
+
+CLI = Path(sys.executable).with_name("unirank-cli")
+Hold = Callable[[bool], "subprocess.Popen[str]"]
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _count(path: Path, table: str) -> int:
+    with duckdb.connect(str(path), read_only=True) as con:
+        return int(con.execute(f"select count(*) from {table}").fetchone()[0])  # type: ignore[index]
+
+
+@pytest.fixture
+def warehouse(demo_warehouse: Settings, tmp_path: Path) -> Settings:
+    """A private copy of the demo warehouse, with a table of the user's own in it."""
+    path = tmp_path / "warehouse" / "demo.duckdb"
+    path.parent.mkdir()
+    shutil.copy2(demo_warehouse.duckdb_path, path)
+    with duckdb.connect(str(path)) as con:
+        con.execute("create table analyst_notes as select 42 as answer")
+    return load_settings(demo_warehouse.project_dir, duckdb_path=path)
+
+
+@pytest.fixture
+def holder(warehouse: Settings) -> Iterator[Hold]:
+    """Start another process that holds the warehouse open (read-only or read-write)."""
+    processes: list[subprocess.Popen[str]] = []
+
+    def hold(read_only: bool) -> subprocess.Popen[str]:
+        code = (
+            "import duckdb, sys, time\n"
+            f"con = duckdb.connect({str(warehouse.duckdb_path)!r}, read_only={read_only})\n"
+            "print(con.execute('select count(*) from ranking_examples').fetchone()[0], flush=True)\n"
+            "sys.stdin.readline()\n"
+            "print(con.execute('select count(*) from ranking_examples').fetchone()[0], flush=True)\n"
+        )
+        process = subprocess.Popen(
+            [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        assert process.stdout is not None
+        process.stdout.readline()
+        processes.append(process)
+        return process
+
+    yield hold
+    for process in processes:
+        process.kill()
+        process.wait()
+
+
+def test_a_failed_build_leaves_the_previous_warehouse_whole(
+    warehouse: Settings, tmp_path: Path
+) -> None:
+    before = _digest(warehouse.duckdb_path)
+    failing = load_settings(
+        warehouse.project_dir, {"quarantine_max_share": 0.001}, duckdb_path=warehouse.duckdb_path
+    )
+    with pytest.raises(BuildError, match="quarantine_summary"):
+        run_dbt(failing, ["build"], echo=False)
+    assert _digest(warehouse.duckdb_path) == before
+    assert not aside_path(warehouse.duckdb_path).exists()
+    # The failed run's own tables are kept aside for inspection.
+    kept = failed_path(warehouse.duckdb_path)
+    assert _count(kept, "quarantined_rows") > 0
+    # The quarantine gate stopped the pipeline before anything that trains or serves.
+    results = json.loads((Path(os.environ["DBT_TARGET_PATH"]) / "run_results.json").read_text())
+    status = {r["unique_id"].split(".")[-1]: r["status"] for r in results["results"]}
+    for model in ("int_feature_probes", "ranking_examples", "serving_candidates"):
+        assert status[model] == "skipped", (model, status[model])
+
+
+def test_a_build_publishes_beside_readers_and_keeps_tables_it_does_not_make(
+    warehouse: Settings, holder: Hold
+) -> None:
+    reader = holder(True)
+    run_dbt(warehouse, ["build"], echo=False)
+    # The reader still reads the warehouse it opened; a new reader sees the new build, with the
+    # user's own table carried over.
+    assert reader.stdin is not None and reader.stdout is not None
+    reader.stdin.write("\n")
+    reader.stdin.flush()
+    assert int(reader.stdout.readline()) > 0
+    assert _count(warehouse.duckdb_path, "ranking_examples") > 0
+    assert _count(warehouse.duckdb_path, "analyst_notes") == 1
+    assert not warehouse.duckdb_path.with_name(warehouse.duckdb_path.name + ".wal").exists()
+
+
+def test_a_read_write_session_makes_build_refuse_in_one_line(
+    warehouse: Settings, holder: Hold
+) -> None:
+    writer = holder(False)
+    with pytest.raises(WarehouseBusyError) as raised:
+        run_dbt(warehouse, ["build"], echo=False)
+    message = str(raised.value)
+    assert "\n" not in message and "held by another process" in message
+    assert f"PID {writer.pid}" in message
+
+
+def _children(pid: int) -> list[int]:
+    children: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        text = (task / "children").read_text().split()
+        children += [int(c) for c in text]
+    return children
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_killing_the_cli_kills_its_dbt_and_a_second_build_refuses(
+    warehouse: Settings,
+) -> None:
+    before = _digest(warehouse.duckdb_path)
+    env = dict(os.environ, UNIRANK_DUCKDB_PATH=str(warehouse.duckdb_path))
+    cli = subprocess.Popen(
+        [str(CLI), "build", "--project-dir", str(warehouse.project_dir)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert cli.stderr is not None
+    for line in cli.stderr:  # dbt is running models
+        if " START " in line:
+            break
+    dbt = _children(cli.pid)
+    assert dbt, "the CLI has no dbt child"
+
+    with pytest.raises(WarehouseBusyError, match="being written by unirank-cli build"):
+        run_dbt(warehouse, ["build"], echo=False)
+
+    cli.send_signal(signal.SIGKILL)
+    cli.wait()
+    deadline = time.monotonic() + 20
+    while any(_alive(pid) for pid in dbt) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(_alive(pid) for pid in dbt), "dbt outlived the killed CLI"
+    assert _digest(warehouse.duckdb_path) == before
+
+
+def test_train_finishes_beside_a_reader_and_records_only_promoted_models(
+    tiny_settings: Settings,
+) -> None:
+    from ranker import artifacts
+    from ranker.train import TrainParams, train_and_evaluate
+
+    params = TrainParams(
+        iterations=20, learning_rate=0.3, depth=4, compare=False, bootstrap_resamples=20
+    )
+    code = (
+        "import duckdb, sys\n"
+        f"con = duckdb.connect({str(tiny_settings.duckdb_path)!r}, read_only=True)\n"
+        "print('open', flush=True)\n"
+        "sys.stdin.readline()\n"
+    )
+    reader = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert reader.stdout is not None
+        reader.stdout.readline()
+        held = train_and_evaluate(tiny_settings, params, write_reports=False)
+    finally:
+        reader.kill()
+        reader.wait()
+    root = artifacts.models_dir(tiny_settings.artifacts_dir)
+    assert artifacts.current_version(root).version == held.version
+    assert any("model_metrics not updated" in note for note in held.notes), held.notes
+
+    free = train_and_evaluate(tiny_settings, params, write_reports=False)
+    with duckdb.connect(str(tiny_settings.duckdb_path), read_only=True) as con:
+        recorded = {
+            v for (v,) in con.execute("select distinct model_version from model_metrics").fetchall()
+        }
+    assert recorded == {free.version}
+
+
+def test_lookups_from_many_threads_never_fail_while_score_publishes(
+    served_copy: Settings,
+) -> None:
+    """8 threads look up while `score --keep 1` publishes 10 generations: every lookup answers
+    from a whole generation, none raises (a replaced reader is closed only once no thread uses
+    it; a generation deleted while being opened is looked up again)."""
+    from ranker.score import score_candidates
+    from ranker.serve import current_cache_path, recommend
+
+    with duckdb.connect(str(current_cache_path(served_copy)), read_only=True) as con:
+        contexts = con.execute(
+            "select distinct task_type, context_key from recommendations order by all limit 200"
+        ).fetchall()
+    errors: list[BaseException] = []
+    answers: list[int] = []
+    stop = threading.Event()
+
+    def look_up(offset: int) -> None:
+        i = offset
+        while not stop.is_set():
+            task, key = contexts[i % len(contexts)]
+            try:
+                result = recommend(str(task), str(key), k=5, settings=served_copy)
+                answers.append(len(result.items))
+            except BaseException as exc:  # every error counts, whatever its kind
+                errors.append(exc)
+            i += 1
+
+    threads = [threading.Thread(target=look_up, args=(n * 25,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    try:
+        for _ in range(10):
+            score_candidates(served_copy, batch_rows=2_000, keep=1)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert not errors, f"{len(errors)} of {len(errors) + len(answers)} lookups failed: {errors[:3]}"
+    assert len(answers) > 100 and min(answers) == 5
