@@ -101,7 +101,15 @@ def load_version(root: Path, version: str) -> ModelVersion:
     metadata_file = path / METADATA_FILE
     if not (path / MODEL_FILE).is_file() or not metadata_file.is_file():
         raise ArtifactError(f"model version {version} at {path} is incomplete or missing")
-    return ModelVersion(version, path, json.loads(metadata_file.read_text()))
+    try:
+        metadata = json.loads(metadata_file.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ArtifactError(
+            f"model version {version}: {metadata_file} is not valid JSON ({exc})"
+        ) from None
+    if not isinstance(metadata, dict):
+        raise ArtifactError(f"model version {version}: {metadata_file} does not hold an object")
+    return ModelVersion(version, path, metadata)
 
 
 def list_versions(root: Path) -> list[str]:

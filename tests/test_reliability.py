@@ -249,3 +249,78 @@ def test_lookups_from_many_threads_never_fail_while_score_publishes(
             thread.join()
     assert not errors, f"{len(errors)} of {len(errors) + len(answers)} lookups failed: {errors[:3]}"
     assert len(answers) > 100 and min(answers) == 5
+
+
+def _one_line(exc: BaseException) -> str:
+    message = str(exc)
+    assert "\n" not in message and "Traceback" not in message, message
+    return message
+
+
+def test_a_corrupt_model_or_metadata_is_one_clear_error(served_copy: Settings) -> None:
+    from ranker import artifacts
+    from ranker.score import load_model
+
+    root = artifacts.models_dir(served_copy.artifacts_dir)
+    current = artifacts.current_version(root)
+    current.model_file.write_bytes(b"not a catboost model")
+    with pytest.raises(artifacts.ArtifactError) as raised:
+        load_model(current)
+    assert "cannot be loaded" in _one_line(raised.value)
+    (current.path / "metadata.json").write_text("{truncated")
+    with pytest.raises(artifacts.ArtifactError) as raised:
+        artifacts.current_version(root)
+    assert "metadata.json is not valid JSON" in _one_line(raised.value)
+
+
+def test_a_cache_without_cache_info_is_one_clear_error(served_copy: Settings) -> None:
+    from ranker.serve import CacheMissingError, current_cache_path, recommend
+
+    with duckdb.connect(str(current_cache_path(served_copy))) as con:
+        con.execute("delete from cache_info")
+    with pytest.raises(CacheMissingError) as raised:
+        recommend("home", "u1", settings=served_copy)
+    assert "no cache_info row" in _one_line(raised.value)
+
+
+def test_bad_text_and_countries_are_refused_not_answered_empty(served_project: Settings) -> None:
+    from ranker.serve import RecommendError, recommend
+
+    undecodable = b"caf\xc3".decode("utf-8", "surrogateescape")  # as argv delivers it
+    with pytest.raises(RecommendError, match="not valid UTF-8"):
+        recommend("search", undecodable, settings=served_project)
+    with pytest.raises(RecommendError, match="did you mean 'DE'"):
+        recommend("home", "u1", country="de", settings=served_project)
+    with pytest.raises(RecommendError, match="country is empty"):
+        recommend("home", "u1", country="", settings=served_project)
+    assert recommend("home", "u1", country="DE", settings=served_project).items
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses RLIMIT_FSIZE")
+def test_a_write_failure_is_one_line_and_keeps_the_cache(served_copy: Settings) -> None:
+    import resource
+
+    from ranker.serve import current_cache_path
+
+    before = os.path.realpath(current_cache_path(served_copy))
+    env = dict(
+        os.environ,
+        UNIRANK_DUCKDB_PATH=str(served_copy.duckdb_path),
+        UNIRANK_ARTIFACTS_DIR=str(served_copy.artifacts_dir),
+    )
+
+    def small_files() -> None:  # any file past 64 KiB fails to grow: "File too large"
+        resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, 64 * 1024))
+
+    completed = subprocess.run(
+        [str(CLI), "score", "--project-dir", str(served_copy.project_dir)],
+        env=env,
+        capture_output=True,
+        text=True,
+        preexec_fn=small_files,
+    )
+    assert completed.returncode == 1, completed.stderr[-2000:]
+    output = completed.stdout + completed.stderr
+    assert "Traceback" not in output, output[-3000:]
+    assert "error:" in output
+    assert os.path.realpath(current_cache_path(served_copy)) == before
