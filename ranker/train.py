@@ -464,15 +464,22 @@ def train_and_evaluate(
     )
     metadata["evaluated_on"] = evaluate_on
     root = artifacts.models_dir(settings.artifacts_dir)
+    swept = artifacts.sweep_unpromoted(root, settings.reports_dir)
+    if swept:
+        notes.append(f"removed what earlier runs that died left behind: {', '.join(swept)}")
     model_version = artifacts.write_version(
         root, version, metadata, lambda p: unified.model.save_model(str(p))
     )
     report_index: Path | None = None
-    if write_reports:
-        report_index = _write_reports(
-            settings, version, data, test, scores["unified"], evaluations, importance
-        )
-    artifacts.promote(root, version)
+    try:
+        if write_reports:
+            report_index = _write_reports(
+                settings, version, data, test, scores["unified"], evaluations, importance
+            )
+        artifacts.promote(root, version)
+    except BaseException:
+        artifacts.discard(root, version, settings.reports_dir)  # never current: leave no trace
+        raise
     # After promotion, so model_metrics only ever holds models that became current.
     try:
         write_model_metrics(settings, version, evaluations)

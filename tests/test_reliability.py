@@ -324,3 +324,45 @@ def test_a_write_failure_is_one_line_and_keeps_the_cache(served_copy: Settings) 
     assert "Traceback" not in output, output[-3000:]
     assert "error:" in output
     assert os.path.realpath(current_cache_path(served_copy)) == before
+
+
+def test_failed_or_killed_trains_leave_no_version_report_or_metrics(
+    tiny_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ranker import artifacts, train
+    from ranker.train import TrainParams, train_and_evaluate
+
+    params = TrainParams(
+        iterations=20, learning_rate=0.3, depth=4, compare=False, bootstrap_resamples=20
+    )
+    root = artifacts.models_dir(tiny_settings.artifacts_dir)
+    first = train_and_evaluate(tiny_settings, params, write_reports=False).version
+
+    # A train that fails after writing its model: the version and its reports are gone.
+    def broken_reports(*args: object, **kwargs: object) -> Path:
+        (tiny_settings.reports_dir / str(args[1])).mkdir(parents=True)
+        raise RuntimeError("disk trouble while writing reports")
+
+    monkeypatch.setattr(train, "_write_reports", broken_reports)
+    with pytest.raises(RuntimeError, match="disk trouble"):
+        train_and_evaluate(tiny_settings, params, write_reports=True)
+    monkeypatch.undo()
+    assert artifacts.list_versions(root) == [first]
+    assert [p.name for p in root.iterdir() if p.is_dir()] == [first]
+    assert not any(tiny_settings.reports_dir.iterdir())
+
+    # A train killed after writing its model (its pid is gone): listed nowhere, swept next run.
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    orphan = "20990101T000000000000Z-deadbeef"
+    artifacts.write_version(root, orphan, {}, lambda p: p.write_bytes(b"model"))
+    (root / orphan / artifacts.OWNER_FILE).write_text(f"{dead.pid}\n")
+    (tiny_settings.reports_dir / orphan).mkdir(parents=True)
+    assert orphan not in artifacts.list_versions(root)
+    second = train_and_evaluate(tiny_settings, params, write_reports=False)
+    assert any(orphan in note for note in second.notes), second.notes
+    assert not (root / orphan).exists() and not (tiny_settings.reports_dir / orphan).exists()
+    assert artifacts.list_versions(root) == [first, second.version]
+    with duckdb.connect(str(tiny_settings.duckdb_path), read_only=True) as con:
+        recorded = {v for (v,) in con.execute("select model_version from model_metrics").fetchall()}
+    assert recorded == {first, second.version}
