@@ -374,7 +374,10 @@ def _print_evaluation(result: train_stage.TrainingResult) -> None:
     out.print(table)
     for note in result.notes:
         out.print(f"note: {note}")
-    out.print(f"model {result.version}: {result.model_dir} (now current)")
+    if result.promoted:
+        out.print(f"model {result.version}: {result.model_dir} (now current)")
+    else:
+        out.print(f"model {result.version}: not promoted (see the note above)")
     if result.report_index is not None:
         out.print(f"report: {result.report_index}")
 

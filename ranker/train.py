@@ -39,7 +39,7 @@ from ranker.dataset import RankingData, load_ranking_data
 from ranker.errors import UnirankError
 from ranker.registry import Training
 from ranker.warehouse import WarehouseError, connect, engine
-from ranker.warehouse_publish import WarehouseBusyError, writer_lock
+from ranker.warehouse_publish import WarehouseBusyError, published_at, writer_lock
 
 logger = logging.getLogger(__name__)
 
@@ -463,6 +463,9 @@ def train_and_evaluate(
         settings, data, params, unified, fitted, evaluations, importance, timings, notes, version
     )
     metadata["evaluated_on"] = evaluate_on
+    metadata["warehouse_published_at"] = (
+        published_at(settings.duckdb_path) if engine(settings) == "duckdb" else None
+    )
     root = artifacts.models_dir(settings.artifacts_dir)
     swept = artifacts.sweep_unpromoted(root, settings.reports_dir)
     if swept:
@@ -470,6 +473,15 @@ def train_and_evaluate(
     model_version = artifacts.write_version(
         root, version, metadata, lambda p: unified.model.save_model(str(p))
     )
+    newer = _newer_current_build(root, metadata["warehouse_published_at"])
+    if newer is not None:
+        artifacts.discard(root, version, settings.reports_dir)
+        notes.append(
+            f"not promoted: trained on the build published {metadata['warehouse_published_at']}, "
+            f"older than the current model's ({newer}); the current model stays"
+        )
+        timings["total_seconds"] = time.perf_counter() - run_started
+        return TrainingResult(version, root / version, None, evaluations, timings, False, notes)
     report_index: Path | None = None
     try:
         if write_reports:
@@ -589,6 +601,19 @@ def _metadata(
         "timings": dict(timings),
         "notes": notes,
     }
+
+
+def _newer_current_build(root: Path, trained_on: str | None) -> str | None:
+    """The current model's build time if it is newer than ``trained_on``: a run that started on
+    an older build and finished later must not replace a model of newer data."""
+    try:
+        current = artifacts.current_version(root)
+    except artifacts.ArtifactError:
+        return None
+    theirs = current.metadata.get("warehouse_published_at")
+    if trained_on is None or theirs is None or str(theirs) <= trained_on:
+        return None
+    return str(theirs)
 
 
 def write_model_metrics(

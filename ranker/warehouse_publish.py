@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 
 ASIDE_FOLDER = ".build"
 FAILED_FOLDER = ".failed"
+BUILD_TABLE = "unirank_build"
 
 
 class WarehouseBusyError(UnirankError, RuntimeError):
@@ -97,6 +98,12 @@ def _finish(previous: Path, aside: Path) -> list[str]:
     tables of one's own) into the new one, and checkpoint it (the file alone is the database
     once published: no write-ahead log left beside it). Returns the tables carried over."""
     with duckdb.connect(str(aside)) as con:
+        # When this build was published: a model records the build it trained on, and one
+        # trained on an older build is never promoted over one trained on a newer (ranker.train).
+        con.execute(
+            f"create or replace table {BUILD_TABLE} as "
+            "select cast(current_timestamp as timestamp) as published_at"
+        )
         rows: list[tuple[str, str]] = []
         if previous.exists():
             quoted = str(previous).replace("'", "''")
@@ -153,3 +160,18 @@ def publishing(warehouse: Path, keep_all: bool = False) -> Iterator[Path]:
             os.replace(aside, warehouse)
         finally:
             shutil.rmtree(aside.parent, ignore_errors=True)
+
+
+def published_at(warehouse: Path) -> str | None:
+    """When the warehouse's build was published (ISO text), or None (built before this was
+    recorded, or by plain dbt)."""
+    if not warehouse.exists():
+        return None
+    try:
+        with duckdb.connect(str(warehouse), read_only=True) as con:
+            row = con.execute(
+                f"select cast(max(published_at) as varchar) from {BUILD_TABLE}"
+            ).fetchone()
+    except duckdb.Error:
+        return None
+    return None if row is None or row[0] is None else str(row[0])

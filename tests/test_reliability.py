@@ -366,3 +366,33 @@ def test_failed_or_killed_trains_leave_no_version_report_or_metrics(
     with duckdb.connect(str(tiny_settings.duckdb_path), read_only=True) as con:
         recorded = {v for (v,) in con.execute("select model_version from model_metrics").fetchall()}
     assert recorded == {first, second.version}
+
+
+def test_a_model_of_an_older_build_never_replaces_one_of_a_newer_build(
+    tiny_settings: Settings,
+) -> None:
+    """Train A starts on build 1, a build 2 is published, train B on build 2 finishes first,
+    then A finishes: A must not become current (simulated by the build time each run read)."""
+    from ranker import artifacts
+    from ranker.train import TrainParams, train_and_evaluate
+
+    params = TrainParams(
+        iterations=20, learning_rate=0.3, depth=4, compare=False, bootstrap_resamples=20
+    )
+    root = artifacts.models_dir(tiny_settings.artifacts_dir)
+
+    def published(at: str) -> None:
+        with duckdb.connect(str(tiny_settings.duckdb_path)) as con:
+            con.execute(
+                f"create or replace table unirank_build as select timestamp '{at}' as published_at"
+            )
+
+    published("2026-01-02 00:00:00")
+    newer = train_and_evaluate(tiny_settings, params, write_reports=False)
+    published("2026-01-01 00:00:00")
+    older = train_and_evaluate(tiny_settings, params, write_reports=False)
+    assert not older.promoted and any("not promoted" in note for note in older.notes)
+    assert artifacts.current_version(root).version == newer.version
+    assert artifacts.list_versions(root) == [newer.version]
+    published("2026-01-03 00:00:00")
+    assert train_and_evaluate(tiny_settings, params, write_reports=False).promoted
