@@ -497,6 +497,9 @@ def train_and_evaluate(
         write_model_metrics(settings, version, evaluations)
     except WarehouseBusyError as exc:
         notes.append(str(exc))
+    except Exception as exc:  # the model is current already: say what was not recorded
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        notes.append(f"model_metrics not updated for {version} (the model is current): {first}")
     timings["total_seconds"] = time.perf_counter() - run_started
     artifacts.update_metadata(model_version, {"timings": timings})
     return TrainingResult(

@@ -2,8 +2,8 @@
 replaces the warehouse file, in one rename.
 
 A failed or killed build leaves the previous warehouse whole (a failed build's copy is kept
-beside it for inspection, a killed one's is swept by the next build); readers that hold the old file open keep reading it; the next reader
-opens the new one. Two writers never interleave: one build at a time (an exclusive lock on
+beside it for inspection, a killed one's is swept by the next build); readers that hold the old
+file open keep reading it; the next reader opens the new one. Two writers never interleave: one build at a time (an exclusive lock on
 ``<warehouse>.lock``; a second build refuses in one line), and Python's own small writes to the
 warehouse (``model_metrics``) take the same lock for the moment they write, so a build never
 publishes over a write it did not see.
@@ -29,8 +29,9 @@ from ranker.errors import UnirankError
 
 logger = logging.getLogger(__name__)
 
-ASIDE_FOLDER = ".build"
-FAILED_FOLDER = ".failed"
+# Folders beside the warehouse, one pair per warehouse file: .<file>.build, .<file>.failed
+ASIDE_SUFFIX = ".build"
+FAILED_SUFFIX = ".failed"
 BUILD_TABLE = "unirank_build"
 
 
@@ -70,13 +71,13 @@ def writer_lock(warehouse: Path, what: str, wait: bool) -> Iterator[None]:
 def failed_path(warehouse: Path) -> Path:
     """Where the last failed build's copy is kept for inspection (its quarantined_rows and
     stored test failures), until the next failure replaces it."""
-    return warehouse.parent / FAILED_FOLDER / warehouse.name
+    return warehouse.parent / f".{warehouse.name}{FAILED_SUFFIX}" / warehouse.name
 
 
 def aside_path(warehouse: Path) -> Path:
     """Where a build writes: a folder beside the warehouse, the same file name (DuckDB names the
     catalog after the file's stem, and views keep that name)."""
-    return warehouse.parent / ASIDE_FOLDER / warehouse.name
+    return warehouse.parent / f".{warehouse.name}{ASIDE_SUFFIX}" / warehouse.name
 
 
 def _check_not_held(warehouse: Path) -> None:
