@@ -83,6 +83,24 @@ def _known_errors() -> Iterator[None]:
     except UnirankError as exc:
         console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True, highlight=False)
         raise typer.Exit(code=1) from exc
+    except OSError as exc:  # a write that failed: disk full, file too large, no permission
+        console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True, highlight=False)
+        raise typer.Exit(code=1) from exc
+    except Exception as exc:
+        if not _is_duckdb_write_error(exc):
+            raise
+        first = str(exc).strip().splitlines()[0]
+        console.print(f"[bold red]error:[/] {escape(first)}", soft_wrap=True, highlight=False)
+        raise typer.Exit(code=1) from exc
+
+
+def _is_duckdb_write_error(exc: BaseException) -> bool:
+    """A write that failed inside DuckDB (its IOException, or a commit that could not write its
+    file), without importing duckdb for commands that never load it."""
+    classes = type(exc).__mro__
+    if not any(cls.__module__.lstrip("_").startswith("duckdb") for cls in classes):
+        return False
+    return any(cls.__name__ == "IOException" for cls in classes) or "Could not write" in str(exc)
 
 
 def _settings(
@@ -356,7 +374,10 @@ def _print_evaluation(result: train_stage.TrainingResult) -> None:
     out.print(table)
     for note in result.notes:
         out.print(f"note: {note}")
-    out.print(f"model {result.version}: {result.model_dir} (now current)")
+    if result.promoted:
+        out.print(f"model {result.version}: {result.model_dir} (now current)")
+    else:
+        out.print(f"model {result.version}: not promoted (see the note above)")
     if result.report_index is not None:
         out.print(f"report: {result.report_index}")
 

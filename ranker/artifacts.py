@@ -1,7 +1,9 @@
 """The model store: ``artifacts/models/<version>/`` folders and the ``CURRENT`` pointer.
 
 A version folder is written aside (``.partial-<version>``) and renamed into place when complete;
-an existing version is never overwritten. ``CURRENT`` names the version scoring uses; it moves
+an existing version is never overwritten. Until it is promoted it holds an ``OWNER`` file (the
+writing run's pid): it is not listed, a failed run removes it, and the next train sweeps it
+(and its reports) if its run died. ``CURRENT`` names the version scoring uses; it moves
 (atomically, by ``os.replace``) only after a run fully succeeded, so a failed or interrupted run
 leaves the previous model current and usable.
 """
@@ -12,6 +14,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -23,6 +26,9 @@ from ranker.errors import UnirankError
 MODEL_FILE = "model.cbm"
 METADATA_FILE = "metadata.json"
 POINTER_FILE = "CURRENT"
+# In a version folder until it is promoted: the pid of the run writing it. A version whose run
+# died (a killed train) is removed by the next train (sweep_unpromoted).
+OWNER_FILE = "OWNER"
 
 
 class ArtifactError(UnirankError, RuntimeError):
@@ -67,6 +73,7 @@ def write_version(
     try:
         write_model(partial / MODEL_FILE)
         (partial / METADATA_FILE).write_text(json.dumps(metadata, indent=2, default=str) + "\n")
+        (partial / OWNER_FILE).write_text(f"{os.getpid()}\n")
         partial.rename(final)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
@@ -86,6 +93,58 @@ def promote(root: Path, version: str) -> None:
     if not (root / version / MODEL_FILE).is_file():
         raise ArtifactError(f"cannot promote {version}: {root / version / MODEL_FILE} is missing")
     _atomic_write(root / POINTER_FILE, version + "\n")
+    (root / version / OWNER_FILE).unlink(missing_ok=True)
+
+
+def discard(root: Path, version: str, reports_dir: Path | None = None) -> None:
+    """Remove a version that will never be promoted (its run failed), and its reports."""
+    shutil.rmtree(root / version, ignore_errors=True)
+    if reports_dir is not None:
+        shutil.rmtree(reports_dir / version, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_unpromoted(root: Path, reports_dir: Path | None = None) -> list[str]:
+    """Remove what killed runs left: versions never promoted whose run is gone (with their
+    reports), partial version folders older than an hour, and unfinished report folders (no
+    index.html) of versions that do not exist. Returns what it removed. Runs still going (their
+    pid alive) are left alone."""
+    removed: list[str] = []
+    stale = time.time() - 3600
+    if root.is_dir():
+        for path in sorted(root.iterdir()):
+            if not path.is_dir():
+                continue
+            if path.name.startswith(".partial-"):
+                if path.stat().st_mtime < stale:
+                    shutil.rmtree(path, ignore_errors=True)
+                    removed.append(path.name)
+            elif (path / OWNER_FILE).is_file() and not _owner_alive(path):
+                discard(root, path.name, reports_dir)
+                removed.append(path.name)
+    if reports_dir is not None and reports_dir.is_dir():
+        for path in sorted(reports_dir.iterdir()):
+            unfinished = path.is_dir() and not (path / "index.html").is_file()
+            if unfinished and not (root / path.name).is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(f"reports/{path.name}")
+    return removed
+
+
+def _owner_alive(path: Path) -> bool:
+    try:
+        return _alive(int((path / OWNER_FILE).read_text().strip()))
+    except (OSError, ValueError):
+        return False
 
 
 def current_version(root: Path) -> ModelVersion:
@@ -101,7 +160,15 @@ def load_version(root: Path, version: str) -> ModelVersion:
     metadata_file = path / METADATA_FILE
     if not (path / MODEL_FILE).is_file() or not metadata_file.is_file():
         raise ArtifactError(f"model version {version} at {path} is incomplete or missing")
-    return ModelVersion(version, path, json.loads(metadata_file.read_text()))
+    try:
+        metadata = json.loads(metadata_file.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ArtifactError(
+            f"model version {version}: {metadata_file} is not valid JSON ({exc})"
+        ) from None
+    if not isinstance(metadata, dict):
+        raise ArtifactError(f"model version {version}: {metadata_file} does not hold an object")
+    return ModelVersion(version, path, metadata)
 
 
 def list_versions(root: Path) -> list[str]:
@@ -110,7 +177,10 @@ def list_versions(root: Path) -> list[str]:
     return sorted(
         p.name
         for p in root.iterdir()
-        if p.is_dir() and not p.name.startswith(".") and (p / MODEL_FILE).is_file()
+        if p.is_dir()
+        and not p.name.startswith(".")
+        and (p / MODEL_FILE).is_file()
+        and not (p / OWNER_FILE).exists()  # not promoted (yet, or ever)
     )
 
 

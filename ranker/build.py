@@ -1,15 +1,18 @@
 """Run the dbt project (``dbt build`` and friends) with the settings' vars and warehouse.
 
 dbt runs as a child process of the same virtual environment: its logs stream through, a failure
-is a non-zero exit we turn into :class:`BuildError`, and a killed build cannot leave this process
-in a half state.
+is a non-zero exit we turn into :class:`BuildError`, and the child dies with this process. On
+DuckDB, dbt writes a copy aside that replaces the warehouse only when dbt passed
+(ranker.warehouse_publish): a failed or killed build leaves the previous warehouse whole.
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -21,8 +24,14 @@ from ranker.config import Settings
 from ranker.errors import UnirankError
 from ranker.profiles import load_target, profiles_dir, target_environment
 from ranker.registry import REGISTRY_VAR, Registry
+from ranker.warehouse_publish import aside_path, failed_path, publishing
 
 logger = logging.getLogger(__name__)
+
+# dbt commands that write the warehouse (tables, seeds, stored test failures).
+WRITING_COMMANDS = ("build", "run", "seed", "snapshot", "test")
+SELECTING = ("--select", "-s", "--exclude", "--selector", "--models", "-m")
+PR_SET_PDEATHSIG = 1
 
 
 class BuildError(UnirankError, RuntimeError):
@@ -86,12 +95,11 @@ def run_dbt(
     env = dict(os.environ, UNIRANK_DUCKDB_PATH=str(settings.duckdb_path))
     env.update(target_environment(settings.project_dir))
     target = target or settings.target
-    if (
-        load_target(
-            settings.project_dir, target, settings.var_overrides, settings.profiles_dir
-        ).engine
-        == "spark"
-    ):
+    rendered = load_target(
+        settings.project_dir, target, settings.var_overrides, settings.profiles_dir
+    )
+    engine = rendered.engine
+    if engine == "spark":
         from ranker.spark import require_pyspark
 
         require_pyspark()
@@ -100,15 +108,62 @@ def run_dbt(
     if list(args[:1]) != ["deps"] and needs_packages(settings.project_dir):
         run_dbt(settings, ["deps"], echo=echo)
     command = dbt_command(settings, args, target)
+    if (
+        engine == "duckdb"
+        and list(args[:1])
+        and args[0] in WRITING_COMMANDS
+        and _follows_path_variable(settings, target)
+    ):
+        # dbt writes aside; only a run that passed replaces the warehouse (warehouse_publish).
+        selective = args[0] != "build" or any(a in SELECTING for a in args)
+        try:
+            with publishing(settings.duckdb_path, keep_all=selective) as aside:
+                env["UNIRANK_DUCKDB_PATH"] = str(aside)
+                return _run(command, settings.project_dir, env, args, echo)
+        except BuildError as exc:
+            raise BuildError(
+                f"{exc}\nThe warehouse {settings.duckdb_path} is unchanged; this run's tables "
+                f"(quarantined_rows, stored test failures) are in "
+                f"{failed_path(settings.duckdb_path)}"
+            ) from None
+    return _run(command, settings.project_dir, env, args, echo)
+
+
+def _follows_path_variable(settings: Settings, target: str | None) -> bool:
+    """Whether the target's DuckDB path is UNIRANK_DUCKDB_PATH when set (as every profile unirank
+    writes says): only then can dbt be pointed at the copy aside. Otherwise dbt writes the
+    warehouse in place, as plain dbt does, and a failed build can leave it half-built."""
+    probe = str(aside_path(settings.duckdb_path))
+    rendered = load_target(
+        settings.project_dir,
+        target,
+        settings.var_overrides,
+        settings.profiles_dir,
+        env_overrides={"UNIRANK_DUCKDB_PATH": probe},
+    )
+    followed = str(rendered.output.get("path", "")) == probe
+    if not followed:
+        logger.warning(
+            "the profile's DuckDB path does not read UNIRANK_DUCKDB_PATH: dbt builds the "
+            "warehouse in place, not aside (a failed build is not rolled back)"
+        )
+    return followed
+
+
+def _run(
+    command: list[str], cwd: Path, env: dict[str, str], args: Sequence[str], echo: bool
+) -> BuildResult:
+    """Run dbt as a child that dies with this process (a killed CLI leaves no dbt running on)."""
     logger.info("running %s", " ".join(command))
     lines: list[str] = []
     with subprocess.Popen(
         command,
-        cwd=settings.project_dir,
+        cwd=cwd,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        preexec_fn=_die_with_parent,
     ) as process:
         assert process.stdout is not None
         for line in process.stdout:
@@ -120,6 +175,17 @@ def run_dbt(
     if returncode != 0:
         raise BuildError(_failure_summary(args, output))
     return BuildResult(tuple(command), returncode, output)
+
+
+def _die_with_parent() -> None:
+    """In the child, before dbt starts: ask Linux to SIGKILL it when its parent dies, so a
+    SIGKILL of unirank-cli (which cannot be caught) also ends its dbt. A no-op elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() == 1:  # the parent died before prctl took effect
+        os._exit(1)
 
 
 def _failure_summary(args: Sequence[str], output: str) -> str:

@@ -127,9 +127,11 @@ def load_target(
     target: str | None = None,
     cli_vars: Mapping[str, Any] | None = None,
     profiles_in: Path | None = None,
+    env_overrides: Mapping[str, str] | None = None,
 ) -> Target:
     """The rendered output ``target`` (or the profile's default target) of profiles.yml.
-    ``cli_vars`` are what ``var()`` sees there: the ``--vars`` passed to dbt."""
+    ``cli_vars`` are what ``var()`` sees there: the ``--vars`` passed to dbt;
+    ``env_overrides`` what ``env_var()`` sees besides this process's environment."""
     project_dir = Path(project_dir).resolve()
     directory = profiles_dir(project_dir, profiles_in)
     if directory is None:
@@ -143,7 +145,9 @@ def load_target(
     profile = profiles.get(name)
     if not isinstance(profile, Mapping):
         raise ProfileError(f"{path} has no profile {name!r}")
-    environment = _environment({**os.environ, **target_environment(project_dir)}, cli_vars)
+    environment = _environment(
+        {**os.environ, **target_environment(project_dir), **(env_overrides or {})}, cli_vars
+    )
     target_name = target or str(_render(profile.get("target", "duckdb"), environment))
     outputs = profile.get("outputs") or {}
     if target_name not in outputs:

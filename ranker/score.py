@@ -45,7 +45,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-from catboost import CatBoostRanker, Pool
+from catboost import CatBoostError, CatBoostRanker, Pool
 
 from ranker import artifacts
 from ranker.config import Settings
@@ -89,7 +89,14 @@ class ScoreResult:
 
 def load_model(model: artifacts.ModelVersion) -> CatBoostRanker:
     ranker = CatBoostRanker()
-    ranker.load_model(str(model.model_file))
+    try:
+        ranker.load_model(str(model.model_file))
+    except CatBoostError as exc:
+        detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unreadable"
+        raise artifacts.ArtifactError(
+            f"model version {model.version}: {model.model_file} cannot be loaded ({detail}); "
+            "train again, or point CURRENT at another version"
+        ) from None
     return ranker
 
 

@@ -150,19 +150,34 @@ class CacheReader:
             self.connection = duckdb.connect(str(path), read_only=True)
         except duckdb.Error as exc:
             raise CacheMissingError(f"cannot open the recommendations cache {path}: {exc}") from exc
-        info = self.connection.execute(
-            "select model_version, cast(generated_at as varchar) from cache_info"
-        ).fetchall()[0]
-        self.model_version, self.generated_at = info if info else (None, None)
+        try:
+            info = self.connection.execute(
+                "select model_version, cast(generated_at as varchar) from cache_info"
+            ).fetchall()
+        except duckdb.Error:
+            info = []
+        if len(info) != 1:
+            self.connection.close()
+            raise CacheMissingError(
+                f"the recommendations cache {path} has no cache_info row (not a generation "
+                "`unirank-cli score` completed); run `unirank-cli score` again"
+            )
+        self.model_version, self.generated_at = info[0]
         self.lock = threading.Lock()
+        self.closed = False
         self._cached: _CachedRows | None = None
         self._catalogue: dict[str, _CatalogueItem] | None = None
         self._title_words: dict[str, list[str]] | None = None
+        self._countries: set[str] | None = None
         self._fallback_keys: dict[str, set[str]] | None = None
         self._fallback_lists: OrderedDict[tuple[str, str], list[str]] = OrderedDict()
 
     def close(self) -> None:
-        self.connection.close()
+        """Close once no thread uses it (the caller must not hold ``lock``); a thread that got
+        this reader before it was replaced sees ``closed`` under the lock and asks again."""
+        with self.lock:
+            self.closed = True
+            self.connection.close()
 
     def cached_rows(self) -> _CachedRows:
         """The cache's rows as Arrow columns in (task_type, context_key, rank) order, and each
@@ -246,6 +261,17 @@ class CacheReader:
             self._fallback_lists.move_to_end((source, key))
         return cached
 
+    def countries(self) -> set[str]:
+        """Every country some item of the catalogue is available in."""
+        if self._countries is None:
+            self._countries = {
+                country
+                for item in self.catalogue().values()
+                for country in (item.available_countries or "").split("|")
+                if country
+            }
+        return self._countries
+
     def available(self, item_id: str, country: str | None) -> bool:
         """As the feature is_available_in_country: '|country|' is in '|available_countries|',
         and an item whose availability is unknown ('' or not catalogued) is available
@@ -263,21 +289,32 @@ _readers_lock = threading.Lock()
 
 
 def _reader(settings: Settings) -> CacheReader:
-    """The reader of the current generation; reopened when a new cache has been published."""
+    """The reader of the current generation; reopened when a new cache has been published.
+    A generation deleted between reading the link and opening it (``score --keep 1``) is
+    looked up again: the link then names the newer one."""
     link = current_cache_path(settings)
-    if not link.exists():
-        raise CacheMissingError(
-            f"no recommendations cache at {link}; run `unirank-cli score` (after `train`) first"
-        )
-    target = Path(os.path.realpath(link))
-    with _readers_lock:
-        reader = _readers.get(link)
-        if reader is None or reader.path != target:
-            if reader is not None:
-                reader.close()
-            reader = CacheReader(target)
-            _readers[link] = reader
+    for attempt in range(5):
+        if not link.exists():
+            raise CacheMissingError(
+                f"no recommendations cache at {link}; run `unirank-cli score` (after `train`) first"
+            )
+        target = Path(os.path.realpath(link))
+        replaced: CacheReader | None = None
+        with _readers_lock:
+            reader = _readers.get(link)
+            if reader is None or reader.path != target:
+                try:
+                    fresh = CacheReader(target)
+                except CacheMissingError:
+                    if attempt < 4 and Path(os.path.realpath(link)) != target:
+                        continue  # published over while we opened it
+                    raise
+                replaced, reader = reader, fresh
+                _readers[link] = reader
+        if replaced is not None:
+            replaced.close()
         return reader
+    raise CacheMissingError(f"the recommendations cache at {link} keeps changing; try again")
 
 
 def _validate(registry: Registry, task: str, k: int | None) -> tuple[Canvas, int]:
@@ -303,8 +340,34 @@ def context_value(canvas: Canvas, context: str | Mapping[str, str | None]) -> st
     value = context.get(key) if isinstance(context, Mapping) else context
     if value is None or not str(value).strip():
         raise RecommendError(f"canvas {canvas.name!r} is looked up by {key}; give a value for it")
-    text = str(value).strip()
+    text = _utf8(str(value).strip(), key)
     return text.lower() if key == "query_text" else text
+
+
+def _utf8(text: str, what: str) -> str:
+    """The text, or a RecommendError if it is not valid UTF-8 (undecodable command-line bytes
+    reach Python as lone surrogates, which DuckDB would refuse with a traceback)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise RecommendError(f"{what} is not valid UTF-8: {text!r}") from None
+    return text
+
+
+def _check_country(reader: CacheReader, country: str | None) -> None:
+    """A country must be one the catalogue lists (countries are compared exactly, as the
+    feature is_available_in_country compares them): a typo or another case would otherwise
+    silently filter every item out."""
+    if country is None:
+        return
+    if not _utf8(country, "country").strip():
+        raise RecommendError("country is empty; give a country code or leave it out")
+    known = reader.countries()
+    if known and country not in known:  # with none listed, every item is available everywhere
+        near = [c for c in known if c.lower() == country.strip().lower()]
+        hint = f" (did you mean {near[0]!r}?)" if near else ""
+        listed = ", ".join(sorted(known)[:20])
+        raise RecommendError(f"unknown country {country!r}{hint}; the catalogue has: {listed}")
 
 
 def recommend(
@@ -326,9 +389,12 @@ def recommend(
         settings = load_settings()
     canvas, k = _validate(settings.registry, task, k)
     key = context_value(canvas, context)
-    reader = _reader(settings)
-    with reader.lock:
-        return _lookup(reader, canvas, key, k, country)
+    while True:
+        reader = _reader(settings)
+        with reader.lock:
+            if not reader.closed:  # else replaced by a newer generation meanwhile: ask again
+                _check_country(reader, country)
+                return _lookup(reader, canvas, key, k, country)
 
 
 def _lookup(

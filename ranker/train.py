@@ -27,6 +27,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import numpy as np
 import pandas as pd
 from catboost import CatBoostError, CatBoostRanker, Pool
@@ -37,7 +38,8 @@ from ranker.config import Settings
 from ranker.dataset import RankingData, load_ranking_data
 from ranker.errors import UnirankError
 from ranker.registry import Training
-from ranker.warehouse import connect, engine
+from ranker.warehouse import WarehouseError, connect, engine
+from ranker.warehouse_publish import WarehouseBusyError, published_at, writer_lock
 
 logger = logging.getLogger(__name__)
 
@@ -461,18 +463,43 @@ def train_and_evaluate(
         settings, data, params, unified, fitted, evaluations, importance, timings, notes, version
     )
     metadata["evaluated_on"] = evaluate_on
+    metadata["warehouse_published_at"] = (
+        published_at(settings.duckdb_path) if engine(settings) == "duckdb" else None
+    )
     root = artifacts.models_dir(settings.artifacts_dir)
+    swept = artifacts.sweep_unpromoted(root, settings.reports_dir)
+    if swept:
+        notes.append(f"removed what earlier runs that died left behind: {', '.join(swept)}")
     model_version = artifacts.write_version(
         root, version, metadata, lambda p: unified.model.save_model(str(p))
     )
-    write_model_metrics(settings, version, evaluations)
-
-    report_index: Path | None = None
-    if write_reports:
-        report_index = _write_reports(
-            settings, version, data, test, scores["unified"], evaluations, importance
+    newer = _newer_current_build(root, metadata["warehouse_published_at"])
+    if newer is not None:
+        artifacts.discard(root, version, settings.reports_dir)
+        notes.append(
+            f"not promoted: trained on the build published {metadata['warehouse_published_at']}, "
+            f"older than the current model's ({newer}); the current model stays"
         )
-    artifacts.promote(root, version)
+        timings["total_seconds"] = time.perf_counter() - run_started
+        return TrainingResult(version, root / version, None, evaluations, timings, False, notes)
+    report_index: Path | None = None
+    try:
+        if write_reports:
+            report_index = _write_reports(
+                settings, version, data, test, scores["unified"], evaluations, importance
+            )
+        artifacts.promote(root, version)
+    except BaseException:
+        artifacts.discard(root, version, settings.reports_dir)  # never current: leave no trace
+        raise
+    # After promotion, so model_metrics only ever holds models that became current.
+    try:
+        write_model_metrics(settings, version, evaluations)
+    except WarehouseBusyError as exc:
+        notes.append(str(exc))
+    except Exception as exc:  # the model is current already: say what was not recorded
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        notes.append(f"model_metrics not updated for {version} (the model is current): {first}")
     timings["total_seconds"] = time.perf_counter() - run_started
     artifacts.update_metadata(model_version, {"timings": timings})
     return TrainingResult(
@@ -579,6 +606,19 @@ def _metadata(
     }
 
 
+def _newer_current_build(root: Path, trained_on: str | None) -> str | None:
+    """The current model's build time if it is newer than ``trained_on``: a run that started on
+    an older build and finished later must not replace a model of newer data."""
+    try:
+        current = artifacts.current_version(root)
+    except artifacts.ArtifactError:
+        return None
+    theirs = current.metadata.get("warehouse_published_at")
+    if trained_on is None or theirs is None or str(theirs) <= trained_on:
+        return None
+    return str(theirs)
+
+
 def write_model_metrics(
     settings: Settings, version: str, evaluations: Sequence[evaluate.TaskEvaluation]
 ) -> int:
@@ -594,23 +634,35 @@ def write_model_metrics(
         from ranker import spark
 
         return spark.write_model_metrics(settings, version, rows)
-    with connect(settings.duckdb_path, read_only=False) as con:
-        con.execute(
-            """
-            create table if not exists model_metrics (
-                model_version varchar, task_type varchar, model_kind varchar, metric varchar,
-                value double, ci_low double, ci_high double, n_requests bigint,
-                recorded_at timestamp default current_timestamp
-            )
-            """
+    with writer_lock(settings.duckdb_path, "unirank-cli train", wait=True):
+        try:
+            con = connect(settings.duckdb_path, read_only=False)
+        except WarehouseError as exc:
+            raise WarehouseBusyError(
+                f"model_metrics not updated for {version} (the model is current; its metrics are "
+                f"in its metadata.json): {exc}".split("\n")[0]
+            ) from None
+        with con:
+            return _insert_metrics(con, version, rows)
+
+
+def _insert_metrics(con: duckdb.DuckDBPyConnection, version: str, rows: list[Any]) -> int:
+    con.execute(
+        """
+        create table if not exists model_metrics (
+            model_version varchar, task_type varchar, model_kind varchar, metric varchar,
+            value double, ci_low double, ci_high double, n_requests bigint,
+            recorded_at timestamp default current_timestamp
         )
-        con.execute("begin transaction")
-        con.execute("delete from model_metrics where model_version = ?", [version])
-        if rows:
-            con.executemany(
-                "insert into model_metrics (model_version, task_type, model_kind, metric, value, "
-                "ci_low, ci_high, n_requests) values (?, ?, ?, ?, ?, ?, ?, ?)",
-                rows,
-            )
-        con.execute("commit")
+        """
+    )
+    con.execute("begin transaction")
+    con.execute("delete from model_metrics where model_version = ?", [version])
+    if rows:
+        con.executemany(
+            "insert into model_metrics (model_version, task_type, model_kind, metric, value, "
+            "ci_low, ci_high, n_requests) values (?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+    con.execute("commit")
     return len(rows)

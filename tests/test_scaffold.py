@@ -19,6 +19,7 @@ import yaml
 
 from ranker.config import UNIRANK_ROOT
 from ranker.scaffold import ScaffoldError, init_project
+from ranker.warehouse_publish import failed_path
 
 pytestmark = pytest.mark.dbt
 
@@ -268,7 +269,10 @@ def test_a_feature_model_that_leaks_or_skews_fails_the_build(
     result = _cli(project, "build", "--select", f"+{failing_check}")
     assert result.returncode == 1
     assert f"Failure in test {failing_check}" in result.stderr
-    warehouse = project / "warehouse" / "shop.duckdb"
+    # The warehouse is the last good build; the failed build's own tables (with the stored
+    # failures) are kept beside it, and the error says where.
+    warehouse = failed_path(project / "warehouse" / "shop.duckdb")
+    assert str(warehouse) in result.stderr
     rows = _query(
         warehouse,
         f"select feature_model, feature, differing_probes from main_dbt_test__audit.{failing_check}",

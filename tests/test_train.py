@@ -93,14 +93,17 @@ def test_a_failed_run_leaves_the_previous_model_current(
     params = TrainParams(**{**FAST.__dict__, "compare": False})
     good = train_and_evaluate(tiny_settings, params, write_reports=False)
 
-    def broken(*args: object, **kwargs: object) -> int:
-        raise RuntimeError("warehouse went away")
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("disk went away")
 
-    monkeypatch.setattr(train, "write_model_metrics", broken)
+    monkeypatch.setattr(artifacts, "promote", broken)  # the last step before a model is current
     with pytest.raises(RuntimeError, match="went away"):
         train_and_evaluate(tiny_settings, params, write_reports=False)
-    current = artifacts.current_version(artifacts.models_dir(tiny_settings.artifacts_dir))
+    monkeypatch.undo()
+    root = artifacts.models_dir(tiny_settings.artifacts_dir)
+    current = artifacts.current_version(root)
     assert current.version == good.version
+    assert artifacts.list_versions(root) == [good.version]  # the failed one is gone
     model = CatBoostRanker()
     model.load_model(str(current.model_file))  # still usable
     assert model.tree_count_ > 0

@@ -10,11 +10,14 @@
     microsecond earlier (a feature that changes has seen the probe's own time), and
     `check_serve`, the same probe flagged as serving (a feature that changes treats training
     and serving differently). tests/dbt/assert_feature_models_*.sql compare them. -#}
+{#- The quarantine gate: quarantine_summary's test (no source table past quarantine_max_share)
+    runs before this model, and its failure skips the features and the marts: nothing that
+    trains or serves is built from data that failed it. -#}
 {%- set registry = unirank_registry() -%}
 {%- set every = registry.feature_checks.every_nth_request -%}
 {%- set columns = ['request_id', 'task_type', 'item_id'] + registry.context_names -%}
-{%- set twins = {'check_past': 1, 'check_serve': 0} if every > 0 else {} -%}
-
+{%- set twins = {'check_past': 1, 'check_serve': 0} if every > 0 else {} %}
+-- depends_on: {{ ref('quarantine_summary') }}
 with
 
 labels_unioned as (
