@@ -115,9 +115,8 @@ def run_dbt(
         and _follows_path_variable(settings, target)
     ):
         # dbt writes aside; only a run that passed replaces the warehouse (warehouse_publish).
-        selective = args[0] != "build" or any(a in SELECTING for a in args)
         try:
-            with publishing(settings.duckdb_path, keep_all=selective) as aside:
+            with publishing(settings.duckdb_path, keep_all=starts_from_copy(args)) as aside:
                 env["UNIRANK_DUCKDB_PATH"] = str(aside)
                 return _run(command, settings.project_dir, env, args, echo)
         except BuildError as exc:
@@ -127,6 +126,12 @@ def run_dbt(
                 f"{failed_path(settings.duckdb_path)}"
             ) from None
     return _run(command, settings.project_dir, env, args, echo)
+
+
+def starts_from_copy(args: Sequence[str]) -> bool:
+    """Whether a dbt run rebuilds only part of the warehouse (a selection, or a command other
+    than a whole `build`), so its copy aside must start from the current warehouse."""
+    return args[0] != "build" or any(arg.split("=")[0] in SELECTING for arg in args)
 
 
 def _follows_path_variable(settings: Settings, target: str | None) -> bool:

@@ -396,3 +396,21 @@ def test_a_model_of_an_older_build_never_replaces_one_of_a_newer_build(
     assert artifacts.list_versions(root) == [newer.version]
     published("2026-01-03 00:00:00")
     assert train_and_evaluate(tiny_settings, params, write_reports=False).promoted
+
+
+@pytest.mark.parametrize(
+    ("args", "from_copy"),
+    [
+        (["build"], False),
+        (["build", "--select", "ranking_examples+"], True),
+        (["build", "--select=ranking_examples"], True),
+        (["build", "-s", "x"], True),
+        (["build", "--exclude", "x"], True),
+        (["run"], True),
+        (["test"], True),
+    ],
+)
+def test_only_a_whole_build_starts_from_an_empty_file(args: list[str], from_copy: bool) -> None:
+    from ranker.build import starts_from_copy
+
+    assert starts_from_copy(args) is from_copy
