@@ -120,12 +120,34 @@ def run_dbt(
                 env["UNIRANK_DUCKDB_PATH"] = str(aside)
                 return _run(command, settings.project_dir, env, args, echo)
         except BuildError as exc:
+            failed = failed_path(settings.duckdb_path)
+            gate = _quarantine_breaches(failed, settings.registry.quarantine_max_share)
             raise BuildError(
-                f"{exc}\nThe warehouse {settings.duckdb_path} is unchanged; this run's tables "
-                f"(quarantined_rows, stored test failures) are in "
-                f"{failed_path(settings.duckdb_path)}"
+                f"{exc}\n{gate}The warehouse {settings.duckdb_path} is unchanged; this run's "
+                f"tables (quarantined_rows, stored test failures) are in {failed}"
             ) from None
     return _run(command, settings.project_dir, env, args, echo)
+
+
+def _quarantine_breaches(warehouse: Path, limit: float) -> str:
+    """One line per source table over the quarantine limit in a failed build's copy ('' when
+    none is, or the copy has no quarantine_summary)."""
+    import duckdb
+
+    try:
+        with duckdb.connect(str(warehouse), read_only=True) as con:
+            rows = con.execute(
+                "select source_table, quarantined_rows, total_rows, quarantined_share "
+                "from quarantine_summary where quarantined_share > ? order by source_table",
+                [limit],
+            ).fetchall()
+    except duckdb.Error:
+        return ""
+    return "".join(
+        f"quarantine gate: {table} has {quarantined:,} of {total:,} rows quarantined "
+        f"({share:.1%}, limit {limit:.1%}); see quarantined_rows\n"
+        for table, quarantined, total, share in rows
+    )
 
 
 def starts_from_copy(args: Sequence[str]) -> bool:

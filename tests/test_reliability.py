@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -83,8 +84,14 @@ def test_a_failed_build_leaves_the_previous_warehouse_whole(
     failing = load_settings(
         warehouse.project_dir, {"quarantine_max_share": 0.001}, duckdb_path=warehouse.duckdb_path
     )
-    with pytest.raises(BuildError, match="quarantine_summary"):
+    with pytest.raises(BuildError, match="quarantine_summary") as raised:
         run_dbt(failing, ["build"], echo=False)
+    # The message names each source table over the limit, with its share.
+    assert re.search(
+        r"quarantine gate: impressions has [\d,]+ of [\d,]+ rows quarantined "
+        r"\(\d+\.\d%, limit 0\.1%\)",
+        str(raised.value),
+    ), str(raised.value)
     assert _digest(warehouse.duckdb_path) == before
     assert not aside_path(warehouse.duckdb_path).exists()
     # The failed run's own tables are kept aside for inspection.
