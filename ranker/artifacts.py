@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ranker.errors import UnirankError
+from ranker.processes import alive
 
 MODEL_FILE = "model.cbm"
 METADATA_FILE = "metadata.json"
@@ -103,16 +104,6 @@ def discard(root: Path, version: str, reports_dir: Path | None = None) -> None:
         shutil.rmtree(reports_dir / version, ignore_errors=True)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def sweep_unpromoted(root: Path, reports_dir: Path | None = None) -> list[str]:
     """Remove what killed runs left: versions never promoted whose run is gone (with their
     reports), partial version folders older than an hour, and unfinished report folders (no
@@ -142,7 +133,7 @@ def sweep_unpromoted(root: Path, reports_dir: Path | None = None) -> list[str]:
 
 def _owner_alive(path: Path) -> bool:
     try:
-        return _alive(int((path / OWNER_FILE).read_text().strip()))
+        return alive(int((path / OWNER_FILE).read_text().strip()))
     except (OSError, ValueError):
         return False
 

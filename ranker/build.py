@@ -95,10 +95,9 @@ def run_dbt(
     env = dict(os.environ, UNIRANK_DUCKDB_PATH=str(settings.duckdb_path))
     env.update(target_environment(settings.project_dir))
     target = target or settings.target
-    rendered = load_target(
+    engine = load_target(
         settings.project_dir, target, settings.var_overrides, settings.profiles_dir
-    )
-    engine = rendered.engine
+    ).engine
     if engine == "spark":
         from ranker.spark import require_pyspark
 

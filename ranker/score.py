@@ -51,6 +51,7 @@ from ranker import artifacts
 from ranker.config import Settings
 from ranker.dataset import DatasetError
 from ranker.errors import UnirankError
+from ranker.processes import alive
 from ranker.serve import CURRENT_LINK, cache_dir, fallback_key_kind
 from ranker.warehouse import attach, engine, relation_exists
 
@@ -965,22 +966,12 @@ def _remove_stale_partials(directory: Path) -> None:
     """Partial files (and spill folders) of runs that are no longer alive (killed or crashed)."""
     for partial in directory.glob("recommendations-*.duckdb.partial*"):
         pid_text = partial.name.split(".duckdb")[0].rsplit("-", 1)[-1]
-        if pid_text.isdigit() and _alive(int(pid_text)) and int(pid_text) != os.getpid():
+        if pid_text.isdigit() and alive(int(pid_text)) and int(pid_text) != os.getpid():
             continue
         if partial.is_dir() and not partial.is_symlink():
             shutil.rmtree(partial, ignore_errors=True)
         else:
             partial.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _remove_old_generations(directory: Path, keep: int) -> None:

@@ -27,7 +27,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import numpy as np
 import pandas as pd
 from catboost import CatBoostError, CatBoostRanker, Pool
@@ -38,8 +37,8 @@ from ranker.config import Settings
 from ranker.dataset import RankingData, load_ranking_data
 from ranker.errors import UnirankError
 from ranker.registry import Training
-from ranker.warehouse import WarehouseError, connect, engine
-from ranker.warehouse_publish import WarehouseBusyError, published_at, writer_lock
+from ranker.warehouse import connect, engine
+from ranker.warehouse_publish import published_at, writer_lock
 
 logger = logging.getLogger(__name__)
 
@@ -389,6 +388,9 @@ def train_and_evaluate(
     timings: dict[str, float] = {}
     notes: list[str] = []
     run_started = time.perf_counter()
+    # The build this model trains on, read before its data: a build published meanwhile is newer
+    # than what the model saw, never the other way round.
+    trained_on = published_at(settings.duckdb_path) if engine(settings) == "duckdb" else None
     data = load_ranking_data(settings)
     timings["load_seconds"] = time.perf_counter() - run_started
     train, valid, test = data.split("train"), data.split("valid"), data.split(evaluate_on)
@@ -463,9 +465,7 @@ def train_and_evaluate(
         settings, data, params, unified, fitted, evaluations, importance, timings, notes, version
     )
     metadata["evaluated_on"] = evaluate_on
-    metadata["warehouse_published_at"] = (
-        published_at(settings.duckdb_path) if engine(settings) == "duckdb" else None
-    )
+    metadata["warehouse_published_at"] = trained_on
     root = artifacts.models_dir(settings.artifacts_dir)
     swept = artifacts.sweep_unpromoted(root, settings.reports_dir)
     if swept:
@@ -495,11 +495,12 @@ def train_and_evaluate(
     # After promotion, so model_metrics only ever holds models that became current.
     try:
         write_model_metrics(settings, version, evaluations)
-    except WarehouseBusyError as exc:
-        notes.append(str(exc))
-    except Exception as exc:  # the model is current already: say what was not recorded
+    except Exception as exc:  # e.g. a session holds the warehouse: the model is current already
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        notes.append(f"model_metrics not updated for {version} (the model is current): {first}")
+        notes.append(
+            f"model_metrics not updated for {version} (the model is current; its metrics are in "
+            f"its metadata.json): {first}"
+        )
     timings["total_seconds"] = time.perf_counter() - run_started
     artifacts.update_metadata(model_version, {"timings": timings})
     return TrainingResult(
@@ -634,35 +635,26 @@ def write_model_metrics(
         from ranker import spark
 
         return spark.write_model_metrics(settings, version, rows)
-    with writer_lock(settings.duckdb_path, "unirank-cli train", wait=True):
-        try:
-            con = connect(settings.duckdb_path, read_only=False)
-        except WarehouseError as exc:
-            raise WarehouseBusyError(
-                f"model_metrics not updated for {version} (the model is current; its metrics are "
-                f"in its metadata.json): {exc}".split("\n")[0]
-            ) from None
-        with con:
-            return _insert_metrics(con, version, rows)
-
-
-def _insert_metrics(con: duckdb.DuckDBPyConnection, version: str, rows: list[Any]) -> int:
-    con.execute(
-        """
-        create table if not exists model_metrics (
-            model_version varchar, task_type varchar, model_kind varchar, metric varchar,
-            value double, ci_low double, ci_high double, n_requests bigint,
-            recorded_at timestamp default current_timestamp
+    with (
+        writer_lock(settings.duckdb_path, "unirank-cli train", wait=True),
+        connect(settings.duckdb_path, read_only=False) as con,
+    ):
+        con.execute(
+            """
+            create table if not exists model_metrics (
+                model_version varchar, task_type varchar, model_kind varchar, metric varchar,
+                value double, ci_low double, ci_high double, n_requests bigint,
+                recorded_at timestamp default current_timestamp
+            )
+            """
         )
-        """
-    )
-    con.execute("begin transaction")
-    con.execute("delete from model_metrics where model_version = ?", [version])
-    if rows:
-        con.executemany(
-            "insert into model_metrics (model_version, task_type, model_kind, metric, value, "
-            "ci_low, ci_high, n_requests) values (?, ?, ?, ?, ?, ?, ?, ?)",
-            rows,
-        )
-    con.execute("commit")
+        con.execute("begin transaction")
+        con.execute("delete from model_metrics where model_version = ?", [version])
+        if rows:
+            con.executemany(
+                "insert into model_metrics (model_version, task_type, model_kind, metric, value, "
+                "ci_low, ci_high, n_requests) values (?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+        con.execute("commit")
     return len(rows)
