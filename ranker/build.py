@@ -144,9 +144,14 @@ def _quarantine_breaches(warehouse: Path, limit: float) -> str:
         return ""
     return "".join(
         f"quarantine gate: {table} has {quarantined:,} of {total:,} rows quarantined "
-        f"({share:.1%}, limit {limit:.1%}); see quarantined_rows\n"
+        f"({_percent(share)}, limit {_percent(limit)}); see quarantined_rows\n"
         for table, quarantined, total, share in rows
     )
+
+
+def _percent(share: float) -> str:
+    """A share as a percentage with three significant digits: 0.0385%, 0.23%, 30.2%."""
+    return f"{share * 100:.3g}%"
 
 
 def starts_from_copy(args: Sequence[str]) -> bool:

@@ -89,7 +89,7 @@ def test_a_failed_build_leaves_the_previous_warehouse_whole(
     # The message names each source table over the limit, with its share.
     assert re.search(
         r"quarantine gate: impressions has [\d,]+ of [\d,]+ rows quarantined "
-        r"\(\d+\.\d%, limit 0\.1%\)",
+        r"\(\d+(\.\d+)?%, limit 0\.1%\)",
         str(raised.value),
     ), str(raised.value)
     assert _digest(warehouse.duckdb_path) == before
@@ -421,3 +421,14 @@ def test_only_a_whole_build_starts_from_an_empty_file(args: list[str], from_copy
     from ranker.build import starts_from_copy
 
     assert starts_from_copy(args) is from_copy
+
+
+def test_quarantine_shares_keep_their_digits() -> None:
+    from ranker.build import _percent
+
+    assert (_percent(0.000385), _percent(0.0001), _percent(0.0023), _percent(0.302)) == (
+        "0.0385%",
+        "0.01%",
+        "0.23%",
+        "30.2%",
+    )
