@@ -24,6 +24,8 @@ from ranker.build import BuildError, run_dbt
 from ranker.config import Settings, load_settings
 from ranker.warehouse_publish import WarehouseBusyError, aside_path, failed_path
 
+from .conftest import copy_project
+
 pytestmark = pytest.mark.dbt
 
 CLI = Path(sys.executable).with_name("unirank-cli")
@@ -432,3 +434,70 @@ def test_quarantine_shares_keep_their_digits() -> None:
         "0.23%",
         "30.2%",
     )
+
+
+def _append_csv(path: Path, *rows: str) -> None:
+    with path.open("a") as file:
+        file.write("".join(row + "\n" for row in rows))
+
+
+def test_every_dropped_row_is_counted_with_its_reason(tmp_path: Path) -> None:
+    """Duplicates, requests their canvas cannot use, orphan engagements and a fractional position
+    are quarantined with a reason and counted, not dropped by label prep or fatal to the build;
+    a seed read as RFC 4180 CSV keeps a doubled quote anywhere in the file."""
+    project = copy_project(tmp_path / "project")
+    seeds = project / "seeds" / "demo"
+    items = seeds / "demo_items.csv"
+    _append_csv(items, *items.read_text().splitlines()[1:4])
+    # A seed of the project's own, unquoted for longer than DuckDB's dialect sniffer reads (as
+    # DuckDB and most tools write CSV): only a declared dialect reads the value at the bottom.
+    menu = ["dish,price", *(f"dish {n},{n % 7}" for n in range(25_000)), '"12"" pizza, thin",9']
+    (project / "seeds" / "menu.csv").write_text("\n".join(menu) + "\n")
+    _append_csv(
+        seeds / "demo_requests.csv",
+        "r_no_user,home,,US,web,,,,2026-02-13 10:25:45",
+        'r_blank,search,u0000000,US,web,,"   ",,2026-02-13 10:25:45',
+        "r_unshown,home,u0000000,US,web,,,,2026-02-13 10:25:45",
+        "r00000000,home,u0000000,US,web,,,,2026-02-13 11:00:00",
+    )
+    _append_csv(
+        seeds / "demo_impressions.csv",
+        "r_no_user,i000001,1",
+        "r_blank,i000001,1",
+        "r_unshown,i000001,2.5",
+    )
+    _append_csv(
+        seeds / "demo_engagements.csv",
+        "r_nowhere,i000001,click,2026-02-13 10:27:20",
+        "r00000000,i_never_shown,click,2026-02-13 10:27:20",
+    )
+    settings = load_settings(project, duckdb_path=tmp_path / "warehouse.duckdb")
+    run_dbt(settings, ["build"], echo=False)
+
+    with duckdb.connect(str(settings.duckdb_path), read_only=True) as con:
+        quarantined = set(con.execute("select * from quarantined_rows").fetchall())
+        summary = {
+            row[0]: row[1:]
+            for row in con.execute(
+                "select source_table, total_rows, quarantined_rows from quarantine_summary"
+            ).fetchall()
+        }
+        pizza = con.execute("select dish from menu where price = 9").fetchall()
+    assert {
+        ("items", "i000000", "duplicate item_id"),
+        ("items", "i000002", "duplicate item_id"),
+        ("requests", "r_no_user", "home request without user_id"),
+        ("requests", "r_blank", "search request without query_text"),
+        ("requests", "r00000000", "duplicate request_id"),
+        ("requests", "r_unshown", "request without valid impressions"),
+        ("impressions", "r_unshown/i000001", "invalid position"),
+        ("impressions", "r_no_user/i000001", "request missing or quarantined"),
+        ("engagements", "r_nowhere/i000001", "request missing or quarantined"),
+        ("engagements", "r00000000/i_never_shown", "item not shown in its request"),
+    } <= quarantined
+    # Every raw row is counted: the summary's totals are the seeds' rows.
+    for table in ("items", "requests", "impressions", "engagements"):
+        rows = len((seeds / f"demo_{table}.csv").read_text().splitlines()) - 1
+        assert summary[table][0] == rows, table
+    assert summary["items"][1] == 3
+    assert pizza == [('12" pizza, thin',)]

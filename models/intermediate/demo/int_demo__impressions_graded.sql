@@ -1,7 +1,8 @@
 {#- One row per valid (request, shown item) of the demo logs with the graded label shared by the
     demo canvases: 2 = converted, 1 = clicked, 0 = shown and not engaged. An engagement counts only
     if it happened at or after the request and within 24 hours of it (later events are attributed
-    to nothing). An item shown twice in one request is one candidate at its first position. -#}
+    to nothing). Staging quarantined an item shown again in its request; `int_demo__source_rows`
+    accounts for every raw row this model does not use. -#}
 with
 
 requests as (
@@ -17,15 +18,6 @@ impressions as (
 engagements as (
     select * from {{ ref('stg_demo__engagements') }}
     where quarantine_reason is null
-),
-
-impressions_deduplicated as (
-    select
-        request_id,
-        item_id,
-        min(position) as position
-    from impressions
-    group by request_id, item_id
 ),
 
 engagements_attributed as (
@@ -45,7 +37,7 @@ engagements_attributed as (
 final as (
     select
         requests.request_id,
-        impressions_deduplicated.item_id,
+        impressions.item_id,
         requests.canvas,
         requests.user_id,
         requests.country,
@@ -53,16 +45,16 @@ final as (
         requests.source_item_id,
         requests.query_text,
         requests.category,
-        impressions_deduplicated.position,
+        impressions.position,
         coalesce(engagements_attributed.grade, 0) as label,
         requests.requested_at,
         engagements_attributed.engaged_at
-    from impressions_deduplicated
+    from impressions
     inner join requests
-        on impressions_deduplicated.request_id = requests.request_id
+        on impressions.request_id = requests.request_id
     left join engagements_attributed
-        on impressions_deduplicated.request_id = engagements_attributed.request_id
-        and impressions_deduplicated.item_id = engagements_attributed.item_id
+        on impressions.request_id = engagements_attributed.request_id
+        and impressions.item_id = engagements_attributed.item_id
 )
 
 select * from final

@@ -1,6 +1,10 @@
 {#- The demo's part of the dataset contract for bad input: one row per raw source row, with its
-    table, a row key and the quarantine reason (NULL when the row is fine). `quarantined_rows` keeps
-    the rows with a reason; `quarantine_summary` counts them against each table's total. -#}
+    table, a row key and the quarantine reason (NULL when the row is used). `quarantined_rows` keeps
+    the rows with a reason; `quarantine_summary` counts them against each table's total, so a row
+    label prep cannot use (a request without impressions, an engagement on an item its request
+    did not show or outside the attribution window) counts toward the limit like a malformed one.
+    The reasons mirror int_demo__impressions_graded's joins; the test
+    `demo_source_rows_account_for_every_label` holds the two together. -#}
 with
 
 requests as (
@@ -24,7 +28,11 @@ users as (
 ),
 
 valid_requests as (
-    select request_id from requests where quarantine_reason is null
+    select
+        request_id,
+        requested_at
+    from requests
+    where quarantine_reason is null
 ),
 
 impressions_checked as (
@@ -40,12 +48,58 @@ impressions_checked as (
         on impressions.request_id = valid_requests.request_id
 ),
 
+shown as (
+    select
+        request_id,
+        item_id
+    from impressions_checked
+    where quarantine_reason is null
+),
+
+requests_shown as (
+    select distinct request_id from shown
+),
+
+requests_checked as (
+    select
+        requests.request_id,
+        coalesce(
+            requests.quarantine_reason,
+            case when requests_shown.request_id is null then 'request without valid impressions' end
+        ) as quarantine_reason
+    from requests
+    left join requests_shown
+        on requests.request_id = requests_shown.request_id
+),
+
+engagements_checked as (
+    select
+        engagements.request_id,
+        engagements.item_id,
+        coalesce(
+            engagements.quarantine_reason,
+            case
+                when valid_requests.request_id is null then 'request missing or quarantined'
+                when shown.item_id is null then 'item not shown in its request'
+                when engagements.event_at < valid_requests.requested_at
+                    or engagements.event_at >= {{ dbt.dateadd('day', 1, 'valid_requests.requested_at') }}
+                    then 'outside the 24-hour attribution window'
+            end
+        ) as quarantine_reason
+    from engagements
+    left join valid_requests
+        on engagements.request_id = valid_requests.request_id
+    left join shown
+        on engagements.request_id = shown.request_id
+        and engagements.item_id = shown.item_id
+),
+
 final as (
     select
         'requests' as source_table,
         coalesce(request_id, '') as row_key,
         quarantine_reason
-    from requests
+    from requests_checked
     union all
     select
         'impressions' as source_table,
@@ -57,7 +111,7 @@ final as (
         'engagements' as source_table,
         {{ dbt.concat(["coalesce(request_id, '')", "'/'", "coalesce(item_id, '')"]) }} as row_key,
         quarantine_reason
-    from engagements
+    from engagements_checked
     union all
     select
         'items' as source_table,

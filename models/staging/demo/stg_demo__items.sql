@@ -13,14 +13,27 @@ renamed as (
     from source
 ),
 
-final as (
+numbered as (
     select
         *,
+        row_number() over (
+            partition by item_id order by category, title, available_countries
+        ) as copy_number
+    from renamed
+),
+
+final as (
+    select
+        item_id,
+        title,
+        category,
+        available_countries,
         case
             when item_id is null then 'null item_id'
+            when copy_number > 1 then 'duplicate item_id'
             when category is null then 'null category'
         end as quarantine_reason
-    from renamed
+    from numbered
 )
 
 select * from final

@@ -12,13 +12,23 @@ renamed as (
     from source
 ),
 
-final as (
+numbered as (
     select
         *,
+        row_number() over (partition by user_id order by country, device) as copy_number
+    from renamed
+),
+
+final as (
+    select
+        user_id,
+        country,
+        device,
         case
             when user_id is null then 'null user_id'
+            when copy_number > 1 then 'duplicate user_id'
         end as quarantine_reason
-    from renamed
+    from numbered
 )
 
 select * from final
