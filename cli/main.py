@@ -463,6 +463,9 @@ def score(
                 on_progress=on_progress,
                 memory_limit=memory_limit,
             )
+        if result.not_published:
+            out.print(f"[yellow]{escape(result.not_published)}[/yellow]")
+            return
         out.print(
             f"cache {result.cache_path} -> {result.generation.name}: {result.cache_rows:,} rows for "
             f"{result.contexts:,} contexts ({result.fallback_rows:,} filled by fallbacks) from "

@@ -26,6 +26,7 @@ are deleted (open readers keep their file).
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import queue
@@ -54,6 +55,7 @@ from ranker.errors import UnirankError
 from ranker.processes import alive
 from ranker.serve import CURRENT_LINK, cache_dir, fallback_key_kind
 from ranker.warehouse import attach, engine, relation_exists
+from ranker.warehouse_publish import check_build_complete, published_at
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +88,9 @@ class ScoreResult:
     # CPU seconds of the whole process (every thread) during each stage: the background read
     # overlaps the other stages, so these add up to more than the process used.
     stage_cpu_seconds: Mapping[str, float] = field(default_factory=dict)
+    # None when this cache became current; otherwise why not (the current cache was scored from
+    # a newer build by a run that finished first: the newer data never loses to an older run).
+    not_published: str | None = None
 
 
 def load_model(model: artifacts.ModelVersion) -> CatBoostRanker:
@@ -146,6 +151,9 @@ def score_candidates(
             "the settings' target is a Spark target: score it with "
             "ranker.score_spark.score_candidates_spark (`unirank-cli score --target spark`)"
         )
+    check_build_complete(settings.duckdb_path)
+    # The build scored, read before its data: a build published meanwhile is newer than this cache.
+    built_at = published_at(settings.duckdb_path)
     started = time.perf_counter()
     stages = _Stages()
     with stages("load model"):
@@ -206,7 +214,8 @@ def score_candidates(
                 cache.execute(
                     "create table cache_info as select ?::varchar as model_version, ?::varchar as dbt_invocation_id, "
                     "?::timestamp as served_as_of, ?::timestamptz as generated_at, ?::bigint as candidate_rows, "
-                    "?::bigint as contexts, ?::bigint as cache_rows",
+                    "?::bigint as contexts, ?::bigint as cache_rows, "
+                    "?::timestamp as warehouse_published_at",
                     [
                         model_version.version,
                         numbering.invocation_id,
@@ -215,6 +224,7 @@ def score_candidates(
                         numbering.total,
                         contexts,
                         cache_rows,
+                        built_at,
                     ],
                 )
             with stages("checkpoint"):
@@ -222,8 +232,7 @@ def score_candidates(
                 cache.execute(f"detach {WAREHOUSE}")
                 cache.execute("checkpoint")
         with stages("publish"):
-            partial.rename(final)
-            _point_current_at(directory, final)
+            not_published = _publish(directory, partial, final, built_at)
     except BaseException:
         _remove_partial(partial)
         raise
@@ -249,6 +258,7 @@ def score_candidates(
         predict_seconds=stages.seconds.get("predict", 0.0),
         stage_seconds=dict(stages.seconds),
         stage_cpu_seconds=dict(stages.cpu_seconds),
+        not_published=not_published,
     )
 
 
@@ -945,6 +955,40 @@ def _fallback_rows(cache: duckdb.DuckDBPyConnection, canvases: list[Any]) -> pa.
         """,
         params=params,
     ).to_arrow_table()
+
+
+def _publish(directory: Path, partial: Path, final: Path, built_at: str | None) -> str | None:
+    """Make ``final`` the current cache, unless the current one was scored from a newer build
+    (a score that started later on newer data and finished first). One publisher at a time
+    (``.publish.lock``), so the check and the switch are one step. Returns why not, or None."""
+    with open(directory / ".publish.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        theirs = _current_build(directory)
+        if built_at is not None and theirs is not None and theirs > built_at:
+            _remove_partial(partial)
+            return (
+                f"not published: this cache was scored from the build published {built_at}, "
+                f"the current one from a newer build ({theirs}); the current cache is kept"
+            )
+        partial.rename(final)
+        _point_current_at(directory, final)
+        return None
+
+
+def _current_build(directory: Path) -> str | None:
+    """The build the current cache was scored from (None: no cache, or one from before this was
+    recorded)."""
+    current = directory / CURRENT_LINK
+    if not current.exists():
+        return None
+    try:
+        with duckdb.connect(str(current), read_only=True) as con:
+            row = con.execute(
+                "select cast(warehouse_published_at as varchar) from cache_info"
+            ).fetchone()
+    except duckdb.Error:
+        return None
+    return None if row is None or row[0] is None else str(row[0])
 
 
 def _point_current_at(directory: Path, generation: Path) -> None:

@@ -38,7 +38,7 @@ from ranker.dataset import RankingData, load_ranking_data
 from ranker.errors import UnirankError
 from ranker.registry import Training
 from ranker.warehouse import connect, engine
-from ranker.warehouse_publish import published_at, writer_lock
+from ranker.warehouse_publish import check_build_complete, published_at, writer_lock
 
 logger = logging.getLogger(__name__)
 
@@ -390,7 +390,10 @@ def train_and_evaluate(
     run_started = time.perf_counter()
     # The build this model trains on, read before its data: a build published meanwhile is newer
     # than what the model saw, never the other way round.
-    trained_on = published_at(settings.duckdb_path) if engine(settings) == "duckdb" else None
+    trained_on = None
+    if engine(settings) == "duckdb":
+        check_build_complete(settings.duckdb_path)
+        trained_on = published_at(settings.duckdb_path)
     data = load_ranking_data(settings)
     timings["load_seconds"] = time.perf_counter() - run_started
     train, valid, test = data.split("train"), data.split("valid"), data.split(evaluate_on)

@@ -176,3 +176,39 @@ def published_at(warehouse: Path) -> str | None:
     except duckdb.Error:
         return None
     return None if row is None or row[0] is None else str(row[0])
+
+
+STATE_TABLE = "unirank_build_state"
+
+
+class IncompleteBuildError(UnirankError, RuntimeError):
+    """The warehouse's last dbt run did not complete: it may mix two runs."""
+
+
+def check_build_complete(warehouse: Path) -> None:
+    """Refuse, in one line, a warehouse whose last writing dbt run (recorded by the project's
+    on-run-start / on-run-end hooks in ``unirank_build_state``) did not complete: a plain
+    ``dbt build`` killed mid-way (state ``running``) or one that failed (``failed``). A warehouse
+    built before the hooks existed has no such table and is accepted."""
+    if not warehouse.exists():
+        return
+    try:
+        with duckdb.connect(str(warehouse), read_only=True) as con:
+            row = con.execute(
+                f"select state, command, cast(recorded_at as varchar), failed_nodes "
+                f"from {STATE_TABLE}"
+            ).fetchone()
+    except duckdb.CatalogException:
+        return
+    if row is None or row[0] == "complete":
+        return
+    state, command, recorded_at, failed_nodes = row
+    how = (
+        f"started at {recorded_at} and never finished (killed?)"
+        if state == "running"
+        else f"finished at {recorded_at} with {failed_nodes} node(s) failed or skipped"
+    )
+    raise IncompleteBuildError(
+        f"{warehouse} is half-built: its last `dbt {command}` {how}, so its tables may mix two "
+        "runs; rebuild it with `unirank-cli build` (which publishes only a build that passed)"
+    )

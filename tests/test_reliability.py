@@ -501,3 +501,95 @@ def test_every_dropped_row_is_counted_with_its_reason(tmp_path: Path) -> None:
         assert summary[table][0] == rows, table
     assert summary["items"][1] == 3
     assert pizza == [('12" pizza, thin',)]
+
+
+def test_train_and_score_refuse_a_warehouse_plain_dbt_left_half_built(
+    warehouse: Settings, tmp_path: Path
+) -> None:
+    """A plain `dbt build` (not through unirank-cli, so written in place) killed mid-way leaves
+    state 'running'; one that failed leaves 'failed'. train and score refuse both in one line;
+    a build that passed makes the warehouse usable again."""
+    from ranker.build import dbt_command
+    from ranker.warehouse_publish import IncompleteBuildError, check_build_complete
+
+    check_build_complete(warehouse.duckdb_path)  # the fixture's build completed
+    env = dict(os.environ, UNIRANK_DUCKDB_PATH=str(warehouse.duckdb_path), DBT_USE_COLORS="false")
+    dbt = subprocess.Popen(
+        dbt_command(warehouse, ["build"]),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert dbt.stdout is not None
+    for line in dbt.stdout:
+        if " OK created " in line:  # dbt has started writing the warehouse in place
+            break
+    dbt.send_signal(signal.SIGKILL)
+    dbt.wait()
+    with pytest.raises(IncompleteBuildError, match=r"half-built: its last `dbt build` started"):
+        check_build_complete(warehouse.duckdb_path)
+    env = dict(os.environ, UNIRANK_DUCKDB_PATH=str(warehouse.duckdb_path))
+    for command in (["train"], ["score"]):
+        result = subprocess.run(
+            [str(CLI), *command, "--project-dir", str(warehouse.project_dir)],
+            env=dict(env, UNIRANK_ARTIFACTS_DIR=str(tmp_path / "artifacts")),
+            capture_output=True,
+            text=True,
+        )
+        assert result.returncode == 1, (command, result.stderr[-2000:])
+        assert "half-built" in result.stderr and "Traceback" not in result.stderr, result.stderr
+
+    failing = load_settings(
+        warehouse.project_dir, {"quarantine_max_share": 0.0001}, duckdb_path=warehouse.duckdb_path
+    )
+    result = subprocess.run(
+        dbt_command(failing, ["build", "--select", "quarantine_summary"]),
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 1
+    with pytest.raises(IncompleteBuildError, match=r"node\(s\) failed or skipped"):
+        check_build_complete(warehouse.duckdb_path)
+
+    run_dbt(warehouse, ["build", "--select", "quarantine_summary"], echo=False)
+    check_build_complete(warehouse.duckdb_path)
+
+
+def _set_published_at(warehouse: Path, when: str) -> None:
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute(
+            f"create or replace table unirank_build as select timestamp '{when}' as published_at"
+        )
+
+
+def test_a_cache_of_an_older_build_never_replaces_one_of_a_newer_build(
+    served_copy: Settings,
+) -> None:
+    """Build while score: a score that read the previous build and finishes after a score of the
+    newer build does not publish over it; a score of the newer build does."""
+    from ranker.score import score_candidates
+    from ranker.serve import current_cache_path
+
+    warehouse = served_copy.duckdb_path
+    _set_published_at(warehouse, "2030-03-02 10:00:00")
+    newer = score_candidates(served_copy, keep=10)
+    assert newer.not_published is None
+    current = current_cache_path(served_copy).resolve()
+
+    _set_published_at(warehouse, "2030-03-01 10:00:00")  # the run that read the previous build
+    older = score_candidates(served_copy, keep=10)
+    assert older.not_published is not None and "newer build" in older.not_published
+    assert current_cache_path(served_copy).resolve() == current
+    assert not older.generation.exists()
+
+    _set_published_at(warehouse, "2030-03-03 10:00:00")
+    newest = score_candidates(served_copy, keep=10)
+    assert newest.not_published is None
+    assert current_cache_path(served_copy).resolve() == newest.generation
+    with duckdb.connect(str(newest.generation), read_only=True) as con:
+        built = con.execute(
+            "select cast(warehouse_published_at as varchar) from cache_info"
+        ).fetchone()
+    assert built == ("2030-03-03 10:00:00",)
