@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -49,6 +50,7 @@ app = typer.Typer(
 )
 console = Console(stderr=True)
 out = Console()
+SERVE_URL = "http://127.0.0.1:8000"  # `unirank-cli serve`'s default address
 
 ProjectDir = Annotated[
     Path,
@@ -474,6 +476,7 @@ def score(
         )
         if samples:
             _print_samples(settings, samples)
+        _print_serving_hint(settings)
 
 
 def _score_on_spark(
@@ -503,22 +506,40 @@ def _score_on_spark(
             out.print(table)
 
 
-def _print_samples(settings: Settings, per_canvas: int) -> None:
-    """A few cached contexts per canvas and their top items (what `make demo` ends with)."""
+def _sample_contexts(settings: Settings, per_canvas: int) -> list[tuple[str, str]]:
+    """A few cached contexts per canvas: (canvas, serving-key value)."""
     import duckdb
 
     from ranker import serve
 
     with duckdb.connect(str(serve.current_cache_path(settings)), read_only=True) as con:
-        contexts = con.execute(
+        rows = con.execute(
             "select task_type, context_key from (select task_type, context_key, "
             "row_number() over (partition by task_type order by hash(context_key)) as n "
             "from (select distinct task_type, context_key from recommendations)) where n <= ? "
             "order by task_type, context_key",
             [per_canvas],
         ).fetchall()
-    for task, key in contexts:
+    return [(str(task), str(key)) for task, key in rows]
+
+
+def _print_samples(settings: Settings, per_canvas: int) -> None:
+    """A few cached contexts per canvas and their top items (what `make demo` ends with)."""
+    from ranker import serve
+
+    for task, key in _sample_contexts(settings, per_canvas):
         _print_recommendations(serve.recommend(task, key, k=5, settings=settings))
+
+
+def _print_serving_hint(settings: Settings) -> None:
+    """How to serve the cache over HTTP, with one request per canvas to try."""
+    from urllib.parse import urlencode
+
+    out.print("serve it over HTTP: unirank-cli serve   (then, in another shell:)", highlight=False)
+    for task, key in _sample_contexts(settings, 1):
+        column = settings.registry.canvas(task).serving.key  # type: ignore[union-attr]
+        query = urlencode({column: key, "k": 5})
+        out.print(f"  curl '{SERVE_URL}/recommend/{task}?{query}'", highlight=False, soft_wrap=True)
 
 
 def _print_recommendations(result: serve.Recommendations) -> None:
@@ -605,6 +626,51 @@ def recommend(
             typer.echo(json.dumps(result.to_dict()))
         else:
             _print_recommendations(result)
+
+
+@app.command("serve")
+def serve_http(
+    host: Annotated[str, typer.Option(help="Interface to listen on (0.0.0.0 = every one).")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8000,
+    access_log: Annotated[
+        bool,
+        typer.Option(
+            help="Log one JSON line per recommendation request (canvas, status, path, ms)."
+        ),
+    ] = True,
+    vars_text: VarsOption = None,
+    project_dir: ProjectDir = Path("."),
+) -> None:
+    """Serve recommendations over HTTP: GET /recommend/CANVAS?COLUMN=VALUE, POST /recommend.
+
+    One API for every canvas: the query parameters are the canvas's registry context columns
+    (`/recommend/home?user_id=u0000001`, `/recommend/related?source_item_id=i000002&k=5`),
+    answered from the current cache, or the canvas's fallback chain for an unseen context. A new
+    cache from `score` or model from `train` is picked up without a restart. Also /healthz,
+    /readyz, /metrics (Prometheus) and the OpenAPI page at /docs.
+    """
+    with _known_errors():
+        import uvicorn
+
+        from ranker.http_service import create_app
+
+        settings = _settings(project_dir, vars_text)
+        application = create_app(settings)
+        if access_log:  # one JSON object per line on stdout, for a log shipper
+            requests_log = logging.getLogger("unirank.http.access")
+            handler = logging.StreamHandler(sys.stdout)
+            handler.setFormatter(logging.Formatter('{"at": "%(asctime)s", "request": %(message)s}'))
+            requests_log.addHandler(handler)
+            requests_log.setLevel(logging.INFO)
+            requests_log.propagate = False
+        console.print(
+            f"serving {', '.join(settings.registry.canvas_names)} on http://{host}:{port} "
+            f"(OpenAPI: http://{host}:{port}/docs); Ctrl-C stops",
+            highlight=False,
+        )
+        uvicorn.run(application, host=host, port=port, access_log=False, log_level="warning")
 
 
 @app.command()

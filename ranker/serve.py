@@ -45,7 +45,13 @@ _FALLBACK_KEY = {
 
 
 class RecommendError(UnirankError, ValueError):
-    """The lookup was asked something it cannot answer (unknown canvas, missing context, bad K)."""
+    """The lookup was asked something it cannot answer (unknown canvas, missing context, bad K).
+    ``field`` names the input at fault (``canvas``, ``k``, ``country`` or a context column), so
+    the HTTP service can answer 404 / 422 naming it."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class CacheMissingError(RecommendError):
@@ -68,6 +74,7 @@ class Recommendations:
     answered_by: str
     model_version: str | None
     generated_at: str | None
+    cache_generation: str | None = None  # the cache file that answered
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -76,6 +83,7 @@ class Recommendations:
             "answered_by": self.answered_by,
             "model_version": self.model_version,
             "generated_at": self.generated_at,
+            "cache_generation": self.cache_generation,
             "items": [r.__dict__ for r in self.items],
         }
 
@@ -317,19 +325,55 @@ def _reader(settings: Settings) -> CacheReader:
     raise CacheMissingError(f"the recommendations cache at {link} keeps changing; try again")
 
 
+def warm(settings: Settings) -> bool:
+    """Open the current cache and load what cached lookups need, so the first lookup does not
+    pay for it (a long-running service calls this at start). False when there is no cache yet."""
+    try:
+        _reader(settings).cached_rows()
+    except CacheMissingError:
+        return False
+    return True
+
+
+_SETTINGS_INPUTS = ("UNIRANK_DUCKDB_PATH", "UNIRANK_ARTIFACTS_DIR", "UNIRANK_REPORTS_DIR")
+_default: tuple[tuple[object, ...], Settings] | None = None
+_default_lock = threading.Lock()
+
+
+def _default_settings() -> Settings:
+    """``load_settings()`` of the current folder, read once per process and again only when
+    what it reads changes (dbt_project.yml, profiles.yml, the UNIRANK_* paths): reading the
+    registry asks dbt, about 18 ms, which a lookup must not pay on every call."""
+    from ranker.config import load_settings
+
+    global _default
+    project = Path.cwd()
+    stamps = tuple(
+        (project / name).stat().st_mtime_ns if (project / name).exists() else 0
+        for name in ("dbt_project.yml", "profiles.yml")
+    )
+    key = (str(project), stamps, tuple(os.environ.get(name) for name in _SETTINGS_INPUTS))
+    with _default_lock:
+        if _default is None or _default[0] != key:
+            _default = (key, load_settings())
+        return _default[1]
+
+
 def _validate(registry: Registry, task: str, k: int | None) -> tuple[Canvas, int]:
     if task not in registry.canvas_names:
         raise RecommendError(
-            f"unknown canvas {task!r}; the registry declares {list(registry.canvas_names)}"
+            f"unknown canvas {task!r}; the registry declares {list(registry.canvas_names)}",
+            field="canvas",
         )
     canvas = registry.canvas(task)
     if canvas.serving is None:
         raise RecommendError(
-            f"canvas {task!r} has no `serving` entry in the registry, so nothing is cached for it"
+            f"canvas {task!r} has no `serving` entry in the registry, so nothing is cached for it",
+            field="canvas",
         )
     k = canvas.serving.k if k is None else k
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
-        raise RecommendError(f"k must be an integer from 1 to {MAX_K}, got {k!r}")
+        raise RecommendError(f"k must be an integer from 1 to {MAX_K}, got {k!r}", field="k")
     return canvas, k
 
 
@@ -339,7 +383,9 @@ def context_value(canvas: Canvas, context: str | Mapping[str, str | None]) -> st
     key = canvas.serving.key
     value = context.get(key) if isinstance(context, Mapping) else context
     if value is None or not str(value).strip():
-        raise RecommendError(f"canvas {canvas.name!r} is looked up by {key}; give a value for it")
+        raise RecommendError(
+            f"canvas {canvas.name!r} is looked up by {key}; give a value for it", field=key
+        )
     text = _utf8(str(value).strip(), key)
     return text.lower() if key == "query_text" else text
 
@@ -350,7 +396,7 @@ def _utf8(text: str, what: str) -> str:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        raise RecommendError(f"{what} is not valid UTF-8: {text!r}") from None
+        raise RecommendError(f"{what} is not valid UTF-8: {text!r}", field=what) from None
     return text
 
 
@@ -361,13 +407,17 @@ def _check_country(reader: CacheReader, country: str | None) -> None:
     if country is None:
         return
     if not _utf8(country, "country").strip():
-        raise RecommendError("country is empty; give a country code or leave it out")
+        raise RecommendError(
+            "country is empty; give a country code or leave it out", field="country"
+        )
     known = reader.countries()
     if known and country not in known:  # with none listed, every item is available everywhere
         near = [c for c in known if c.lower() == country.strip().lower()]
         hint = f" (did you mean {near[0]!r}?)" if near else ""
         listed = ", ".join(sorted(known)[:20])
-        raise RecommendError(f"unknown country {country!r}{hint}; the catalogue has: {listed}")
+        raise RecommendError(
+            f"unknown country {country!r}{hint}; the catalogue has: {listed}", field="country"
+        )
 
 
 def recommend(
@@ -384,9 +434,7 @@ def recommend(
     ``country`` keeps only items available there. Raises :class:`RecommendError` on bad input.
     """
     if settings is None:
-        from ranker.config import load_settings
-
-        settings = load_settings()
+        settings = _default_settings()
     canvas, k = _validate(settings.registry, task, k)
     key = context_value(canvas, context)
     while True:
@@ -441,6 +489,7 @@ def _lookup(
         answered_by=answered_by or "none",
         model_version=reader.model_version,
         generated_at=reader.generated_at,
+        cache_generation=reader.path.name,
     )
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import random
+from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
@@ -310,3 +312,31 @@ def test_fallback_lookups_answer_what_the_sql_answers(served_project: Settings) 
                 ), (canvas.name, source, key, country)
                 checked += bool(expected)
     assert checked > 50  # most cases return items: the comparison is not vacuous
+
+
+def test_the_documented_call_reads_the_registry_once(
+    served_project: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`recommend(task, context, k)` without settings reads the project once per process (reading
+    the registry asks dbt, ~18 ms), and again only when the paths it reads change."""
+    import ranker.config
+    from ranker import serve
+
+    loads: list[Path] = []
+    real = ranker.config.load_settings
+
+    def counting(*args: Any, **kwargs: Any) -> Settings:
+        loads.append(Path.cwd())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ranker.config, "load_settings", counting)
+    monkeypatch.setattr(serve, "_default", None)
+    monkeypatch.chdir(served_project.project_dir)
+    monkeypatch.setenv("UNIRANK_DUCKDB_PATH", str(served_project.duckdb_path))
+    monkeypatch.setenv("UNIRANK_ARTIFACTS_DIR", str(served_project.artifacts_dir))
+    for _ in range(3):
+        assert serve.recommend("home", "nobody", k=3).items
+    assert len(loads) == 1
+    monkeypatch.setenv("UNIRANK_ARTIFACTS_DIR", f"{served_project.artifacts_dir}/")
+    serve.recommend("home", "nobody", k=3)
+    assert len(loads) == 2

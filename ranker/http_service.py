@@ -1,0 +1,323 @@
+"""The HTTP service `unirank-cli serve` runs: one canvas-agnostic API over the current model and
+recommendations cache (FastAPI; the OpenAPI page is at ``/docs``).
+
+- ``GET /recommend/{canvas}?<context column>=...&k=&country=`` and ``POST /recommend`` with
+  ``{"canvas", "context": {...}, "k", "country"}``: the context keys are the canvas's registry
+  ``context_columns`` (its serving key is required); the answer lists items with rank, score and
+  source, says which path answered (``cache`` or the fallback step), the model that scored the
+  cache, the cache generation, and whether that model is no longer the current one.
+- ``/healthz`` (the process is up), ``/readyz`` (model and cache loaded, their versions; 503 with
+  the command to run when one is missing), ``/metrics`` (Prometheus text: requests, latency
+  histogram and answers by path, per canvas).
+
+A new cache generation (`unirank-cli score`) or a new CURRENT model (`unirank-cli train`) is
+picked up on the next request, without a restart: every lookup resolves the cache link
+(``ranker.serve``), and a replaced reader is closed only once no request uses it.
+
+Errors: an unknown canvas is 404 naming the known ones; a missing or unknown context key, K out
+of range, a value that is not valid UTF-8 or longer than ``MAX_VALUE_CHARS`` is 422 naming the
+field; no model or cache yet is 503 naming the command. Input only ever reaches SQL as a bound
+parameter (``ranker.serve``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from pydantic import BaseModel, ConfigDict, Field
+
+from ranker import artifacts
+from ranker.config import Settings
+from ranker.errors import UnirankError
+from ranker.serve import (
+    MAX_K,
+    CacheMissingError,
+    Recommendations,
+    RecommendError,
+    current_cache_path,
+    recommend,
+)
+from ranker.serve import warm as warm_cache  # the lifespan below is called warm
+
+logger = logging.getLogger("unirank.http")
+access_log = logging.getLogger("unirank.http.access")
+
+MAX_VALUE_CHARS = 1000
+RESERVED = ("k", "country")
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0)
+
+
+class RecommendBody(BaseModel):
+    """``POST /recommend``: the canvas, its context (registry context columns) and options."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    canvas: str = Field(description="a canvas of the registry")
+    context: dict[str, str] = Field(
+        default_factory=dict,
+        description="context column -> value; the canvas's serving key is required",
+    )
+    k: int | None = Field(default=None, description=f"items to return, 1..{MAX_K}")
+    country: str | None = Field(default=None, description="keep only items available there")
+
+
+class Item(BaseModel):
+    rank: int
+    item_id: str
+    score: float | None
+    source: str
+
+
+class Answer(BaseModel):
+    canvas: str
+    context_key: str = Field(description="the serving key's value the answer is for")
+    answered_by: str = Field(description="`cache`, or the fallback step that answered")
+    model_version: str | None = Field(description="the model that scored the cache")
+    current_model_version: str | None = Field(description="the CURRENT model")
+    stale_model: bool = Field(description="the cache was scored by a model that is not current")
+    cache_generation: str | None
+    generated_at: str | None
+    items: list[Item]
+
+
+class _Metrics:
+    """Prometheus metrics of one app (its own registry: several apps in one process, as in the
+    tests, do not share counts)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "unirank_requests",
+            "Recommendation requests by canvas, HTTP status and the path that answered.",
+            ["canvas", "status", "answered_by"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "unirank_request_seconds",
+            "Time to answer a recommendation request, by canvas.",
+            ["canvas"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+
+    def observe(self, canvas: str, status: int, answered_by: str, seconds: float) -> None:
+        self.requests.labels(canvas, str(status), answered_by).inc()
+        self.latency.labels(canvas).observe(seconds)
+
+
+def _error(status: int, message: str, field: str | None = None, **extra: Any) -> JSONResponse:
+    body: dict[str, Any] = {"error": message}
+    if field is not None:
+        body["field"] = field
+    body.update(extra)
+    return JSONResponse(status_code=status, content=body)
+
+
+def _current_model(settings: Settings) -> str | None:
+    try:
+        return artifacts.current_version(artifacts.models_dir(settings.artifacts_dir)).version
+    except UnirankError:
+        return None
+    except OSError:
+        return None
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The service over ``settings``' model store and cache. The registry is read once, here."""
+
+    @asynccontextmanager
+    async def warm(_: FastAPI) -> AsyncIterator[None]:
+        """Load the current cache before the first request (a cold first lookup reads the
+        whole cache: ~100 ms on the demo); no cache yet is fine, /readyz says so."""
+        warm_cache(settings)
+        yield
+
+    app = FastAPI(
+        title="unirank",
+        summary="One ranking model, every canvas: recommendations from the current cache.",
+        version="0.1.0",
+        lifespan=warm,
+    )
+    metrics = _Metrics()
+    canvases = {c.name: c for c in settings.registry.canvases}
+    app.state.settings = settings
+    app.state.metrics = metrics
+
+    def answer(
+        canvas: str, context: Mapping[str, str], k: int | None, country: str | None
+    ) -> tuple[int, dict[str, Any], str]:
+        """(HTTP status, JSON body, the path that answered or the error kind)."""
+        found = canvases.get(canvas)
+        if found is None:
+            return (
+                404,
+                {"error": f"unknown canvas {canvas!r}", "canvases": sorted(canvases)},
+                "error",
+            )
+        if found.serving is None:
+            return (
+                404,
+                {"error": f"canvas {canvas!r} has no `serving` entry in the registry"},
+                "error",
+            )
+        allowed = set(found.context_columns)
+        for key, value in context.items():
+            if key not in allowed:
+                return (
+                    422,
+                    {
+                        "error": f"canvas {canvas!r} has no context column {key!r}; "
+                        f"it takes {sorted(allowed)}",
+                        "field": key,
+                    },
+                    "error",
+                )
+            problem = _value_problem(value)
+            if problem:
+                return 422, {"error": f"{key} {problem}", "field": key}, "error"
+        if country is not None and _value_problem(country):
+            return 422, {"error": f"country {_value_problem(country)}", "field": "country"}, "error"
+        if found.serving.key not in context:
+            return (
+                422,
+                {
+                    "error": f"canvas {canvas!r} is looked up by {found.serving.key}; give a value for it",
+                    "field": found.serving.key,
+                },
+                "error",
+            )
+        try:
+            result = recommend(canvas, dict(context), k=k, country=country, settings=settings)
+        except CacheMissingError as exc:
+            current = _current_model(settings)
+            command = (
+                "unirank-cli score" if current else "unirank-cli train, then unirank-cli score"
+            )
+            return 503, {"error": str(exc), "run": command}, "unavailable"
+        except RecommendError as exc:
+            return 422, {"error": str(exc), "field": exc.field}, "error"
+        return 200, _body(result, settings), result.answered_by
+
+    def respond(
+        canvas: str, context: Mapping[str, str], k: int | None, country: str | None
+    ) -> JSONResponse:
+        started = time.perf_counter()
+        status, body, path = answer(canvas, context, k, country)
+        seconds = time.perf_counter() - started
+        label = canvas if canvas in canvases else "unknown"
+        metrics.observe(label, status, path, seconds)
+        access_log.info(
+            json.dumps(
+                {
+                    "canvas": canvas,
+                    "status": status,
+                    "answered_by": path,
+                    "items": len(body.get("items", [])),
+                    "ms": round(seconds * 1000, 3),
+                }
+            )
+        )
+        return JSONResponse(status_code=status, content=body)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        location = [str(part) for part in first.get("loc", ()) if part not in ("body", "query")]
+        field = ".".join(location) or None
+        return _error(422, f"{field or 'request'}: {first.get('msg', 'invalid')}", field)
+
+    @app.get("/recommend/{canvas}", response_model=Answer, tags=["recommend"])
+    async def recommend_get(canvas: str, request: Request) -> Response:
+        """Recommendations for one context, given as query parameters named after the canvas's
+        context columns (e.g. ``/recommend/home?user_id=u0000123``), plus ``k`` and ``country``."""
+        params = request.query_params
+        context: dict[str, str] = {}
+        for key in params:
+            values = params.getlist(key)
+            if len(values) > 1:
+                return _error(422, f"{key} is given {len(values)} times; give it once", key)
+            if key not in RESERVED:
+                context[key] = values[0]
+        k: int | None = None
+        if "k" in params:
+            try:
+                k = int(params["k"])
+            except ValueError:
+                return _error(422, f"k must be an integer from 1 to {MAX_K}", "k")
+            if not 1 <= k <= MAX_K:
+                return _error(422, f"k must be an integer from 1 to {MAX_K}, got {k}", "k")
+        return respond(canvas, context, k, params.get("country"))
+
+    @app.post("/recommend", response_model=Answer, tags=["recommend"])
+    async def recommend_post(body: RecommendBody) -> Response:
+        """The same as ``GET /recommend/{canvas}`` with a JSON body."""
+        if body.k is not None and not 1 <= body.k <= MAX_K:
+            return _error(422, f"k must be an integer from 1 to {MAX_K}, got {body.k}", "k")
+        return respond(body.canvas, body.context, body.k, body.country)
+
+    @app.get("/healthz", tags=["operations"])
+    async def healthz() -> dict[str, str]:
+        """The process is up."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["operations"])
+    async def readyz() -> JSONResponse:
+        """Ready when a CURRENT model and a cache exist: their versions, or what is missing."""
+        model = _current_model(settings)
+        cache = current_cache_path(settings)
+        generation = Path(cache).resolve().name if cache.exists() else None
+        body: dict[str, Any] = {"model_version": model, "cache_generation": generation}
+        if model is None:
+            body.update(ready=False, missing="model", run="unirank-cli train")
+            return JSONResponse(status_code=503, content=body)
+        if generation is None:
+            body.update(ready=False, missing="cache", run="unirank-cli score")
+            return JSONResponse(status_code=503, content=body)
+        body["ready"] = True
+        return JSONResponse(content=body)
+
+    @app.get("/metrics", tags=["operations"])
+    async def prometheus() -> PlainTextResponse:
+        """Prometheus text format."""
+        return PlainTextResponse(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def _value_problem(value: str) -> str | None:
+    """Why a context value cannot be looked up, or None."""
+    if len(value) > MAX_VALUE_CHARS:
+        return f"is longer than {MAX_VALUE_CHARS} characters"
+    if "\ufffd" in value:  # what an undecodable %-escape in a query string becomes
+        return "is not valid UTF-8"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "is not valid UTF-8"
+    return None
+
+
+def _body(result: Recommendations, settings: Settings) -> dict[str, Any]:
+    current = _current_model(settings)
+    return {
+        "canvas": result.task,
+        "context_key": result.context_key,
+        "answered_by": result.answered_by,
+        "model_version": result.model_version,
+        "current_model_version": current,
+        "stale_model": bool(current and result.model_version and current != result.model_version),
+        "cache_generation": result.cache_generation,
+        "generated_at": result.generated_at,
+        "items": [r.__dict__ for r in result.items],
+    }
