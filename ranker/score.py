@@ -53,7 +53,7 @@ from ranker.config import Settings
 from ranker.dataset import DatasetError
 from ranker.errors import UnirankError
 from ranker.processes import alive
-from ranker.serve import CURRENT_LINK, cache_dir, fallback_key_kind
+from ranker.serve import CURRENT_LINK, CURRENT_PARQUET_LINK, cache_dir, fallback_key_kind
 from ranker.warehouse import attach, engine, relation_exists
 from ranker.warehouse_publish import check_build_complete, published_at
 
@@ -62,6 +62,7 @@ logger = logging.getLogger(__name__)
 CANDIDATES = "serving_candidates"
 WAREHOUSE = "warehouse"  # the warehouse, attached read-only to the scoring instance
 SCRATCH = "scratch"  # an in-memory database of the scoring instance: numbering, kept scores
+CACHE_STORAGE_VERSION = "v1.4.0"  # the oldest DuckDB that must open a cache: the 1.4 LTS release
 DEFAULT_MEMORY_LIMIT = "512MB"
 ScoreProgress = Callable[[int, int], None]  # (rows scored, total rows)
 _Batch = TypeVar("_Batch")
@@ -227,6 +228,10 @@ def score_candidates(
                         built_at,
                     ],
                 )
+            with stages("parquet export"):
+                # The same rows for engines that are not DuckDB, published beside the cache.
+                target = str(_parquet_of(partial)).replace("'", "''")
+                cache.execute(f"copy recommendations to '{target}' (format parquet)")
             with stages("checkpoint"):
                 cache.execute(f"detach {SCRATCH}")
                 cache.execute(f"detach {WAREHOUSE}")
@@ -272,6 +277,9 @@ def _open_cache(partial: Path, memory_limit: str, threads: int) -> duckdb.DuckDB
                 "memory_limit": memory_limit,
                 "threads": threads,
                 "temp_directory": str(partial) + ".tmp",
+                # A file every DuckDB from the 1.4 LTS release on can open (2.0's own format
+                # is refused by 1.4 with "version number 999").
+                "storage_compatibility_version": CACHE_STORAGE_VERSION,
             },
         )
     except duckdb.Error as exc:
@@ -970,8 +978,10 @@ def _publish(directory: Path, partial: Path, final: Path, built_at: str | None) 
                 f"not published: this cache was scored from the build published {built_at}, "
                 f"the current one from a newer build ({theirs}); the current cache is kept"
             )
+        _parquet_of(partial).rename(final.with_suffix(".parquet"))
         partial.rename(final)
         _point_current_at(directory, final)
+        _point_current_at(directory, final.with_suffix(".parquet"), CURRENT_PARQUET_LINK)
         return None
 
 
@@ -991,9 +1001,14 @@ def _current_build(directory: Path) -> str | None:
     return None if row is None or row[0] is None else str(row[0])
 
 
-def _point_current_at(directory: Path, generation: Path) -> None:
-    link = directory / CURRENT_LINK
-    temporary = directory / f".{CURRENT_LINK}.{os.getpid()}"
+def _parquet_of(partial: Path) -> Path:
+    """Where a run writes the Parquet export of its partial cache (cleaned up with it)."""
+    return Path(str(partial) + ".parquet")
+
+
+def _point_current_at(directory: Path, generation: Path, name: str = CURRENT_LINK) -> None:
+    link = directory / name
+    temporary = directory / f".{name}.{os.getpid()}"
     temporary.unlink(missing_ok=True)
     temporary.symlink_to(generation.name)
     os.replace(temporary, link)
@@ -1002,6 +1017,7 @@ def _point_current_at(directory: Path, generation: Path) -> None:
 def _remove_partial(partial: Path) -> None:
     """The partial file, its WAL and DuckDB's spill folder."""
     partial.unlink(missing_ok=True)
+    _parquet_of(partial).unlink(missing_ok=True)
     Path(str(partial) + ".wal").unlink(missing_ok=True)
     shutil.rmtree(str(partial) + ".tmp", ignore_errors=True)
 
@@ -1024,3 +1040,4 @@ def _remove_old_generations(directory: Path, keep: int) -> None:
     for old in generations[: max(0, len(generations) - keep)]:
         if old.resolve() != current:
             old.unlink(missing_ok=True)
+            old.with_suffix(".parquet").unlink(missing_ok=True)

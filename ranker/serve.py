@@ -29,6 +29,9 @@ logger = logging.getLogger(__name__)
 
 CACHE_DIR_NAME = "cache"
 CURRENT_LINK = "current.duckdb"
+CURRENT_PARQUET_LINK = (
+    "current.parquet"  # the same recommendations, for engines that are not DuckDB
+)
 MAX_K = 1000
 
 # How each fallback source finds its key from a canvas's serving key; None = not applicable.

@@ -4,6 +4,7 @@ top-K selection, cold-context fill, readers during a publish, and a killed scori
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import signal
 import subprocess
@@ -382,3 +383,59 @@ def test_a_killed_scoring_run_leaves_the_previous_cache(
     score_candidates(served_copy, batch_rows=2_000)  # the next run cleans up and publishes
     assert not list(current_cache_path(served_copy).parent.glob("*.partial*"))
     assert os.path.realpath(current_cache_path(served_copy)) != before
+
+
+@pytest.fixture(scope="session")
+def lts_duckdb() -> Path:
+    """DuckDB's 1.4 LTS release in a folder of its own (next to the venv, installed on first use
+    from the package index), for a subprocess to import instead of the venv's DuckDB."""
+    folder = Path(sys.prefix) / "duckdb-lts"
+    if not (folder / "duckdb").is_dir():
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--target",
+                str(folder),
+                "duckdb>=1.4,<1.5",
+            ],
+            check=True,
+        )
+    return folder
+
+
+def test_the_cache_opens_in_duckdb_lts_and_has_a_parquet_twin(
+    served_copy: Settings, lts_duckdb: Path
+) -> None:
+    from ranker.serve import CURRENT_PARQUET_LINK, cache_dir
+
+    result = score_candidates(served_copy, batch_rows=2_000, keep=1)
+    parquet = cache_dir(served_copy) / CURRENT_PARQUET_LINK
+    assert parquet.resolve() == result.generation.with_suffix(".parquet")
+    code = (
+        "import duckdb, json, sys\n"
+        "con = duckdb.connect(sys.argv[1], read_only=True)\n"
+        "print(json.dumps([duckdb.__version__, con.execute("
+        "'select count(*), count(distinct context_key) from recommendations').fetchall()[0]]))\n"
+    )
+    lts = subprocess.run(
+        [sys.executable, "-c", code, str(result.cache_path)],
+        env=dict(os.environ, PYTHONPATH=str(lts_duckdb)),
+        capture_output=True,
+        text=True,
+    )
+    assert lts.returncode == 0, lts.stderr[-1000:]
+    version, (rows, contexts) = json.loads(lts.stdout)
+    assert version.startswith("1.4.")
+    assert (rows, contexts) == (result.cache_rows, result.contexts)
+    with duckdb.connect() as con:
+        con.execute(f"attach '{result.cache_path}' as cache (read_only)")
+        same = con.execute(
+            f"select count(*) from (select * from '{parquet}' except all "
+            "select * from cache.recommendations)"
+        ).fetchone()
+        total = con.execute(f"select count(*) from '{parquet}'").fetchone()
+    assert total == (result.cache_rows,) and same == (0,)
