@@ -146,6 +146,15 @@ def current_version(root: Path) -> ModelVersion:
     return load_version(root, pointer.read_text().strip())
 
 
+def current_name(root: Path) -> str | None:
+    """The CURRENT version's name without loading it (None when there is none): what a
+    request-time check needs."""
+    try:
+        return (root / POINTER_FILE).read_text().strip() or None
+    except OSError:
+        return None
+
+
 def load_version(root: Path, version: str) -> ModelVersion:
     path = root / version
     metadata_file = path / METADATA_FILE

@@ -39,7 +39,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ranker import artifacts
 from ranker.config import Settings
-from ranker.errors import UnirankError
 from ranker.serve import (
     MAX_K,
     CacheMissingError,
@@ -125,12 +124,8 @@ def _error(status: int, message: str, field: str | None = None, **extra: Any) ->
 
 
 def _current_model(settings: Settings) -> str | None:
-    try:
-        return artifacts.current_version(artifacts.models_dir(settings.artifacts_dir)).version
-    except UnirankError:
-        return None
-    except OSError:
-        return None
+    """The CURRENT model's name (a small file read per request, so a swap shows at once)."""
+    return artifacts.current_name(artifacts.models_dir(settings.artifacts_dir))
 
 
 def create_app(settings: Settings) -> FastAPI:
