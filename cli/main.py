@@ -640,6 +640,15 @@ def serve_http(
             help="Log one JSON line per recommendation request (canvas, status, path, ms)."
         ),
     ] = True,
+    sample_rate: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Share of served answers written as JSON lines to warehouse/served/ (dbt model "
+            "served_answers reads them back), e.g. 0.05.",
+        ),
+    ] = 0.0,
     vars_text: VarsOption = None,
     project_dir: ProjectDir = Path("."),
 ) -> None:
@@ -657,7 +666,7 @@ def serve_http(
         from ranker.http_service import create_app
 
         settings = _settings(project_dir, vars_text)
-        application = create_app(settings)
+        application = create_app(settings, sample_rate=sample_rate)
         if access_log:  # one JSON object per line on stdout, for a log shipper
             requests_log = logging.getLogger("unirank.http.access")
             handler = logging.StreamHandler(sys.stdout)

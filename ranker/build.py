@@ -93,6 +93,8 @@ def run_dbt(
     """Run ``dbt <args>`` for this project; raise :class:`BuildError` if it fails."""
     settings.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, UNIRANK_DUCKDB_PATH=str(settings.duckdb_path))
+    # the served answers `unirank-cli serve --sample-rate` writes (model served_answers)
+    env.setdefault("UNIRANK_SERVED_DIR", str(settings.duckdb_path.parent / "served"))
     env.update(target_environment(settings.project_dir))
     target = target or settings.target
     engine = load_target(

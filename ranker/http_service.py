@@ -6,6 +6,9 @@ recommendations cache (FastAPI; the OpenAPI page is at ``/docs``).
   ``context_columns`` (its serving key is required); the answer lists items with rank, score and
   source, says which path answered (``cache`` or the fallback step), the model that scored the
   cache, the cache generation, and whether that model is no longer the current one.
+- a sample of served answers (``sample_rate``, e.g. 0.05) appended as JSON lines to
+  ``<warehouse dir>/served/answers-<day>-<pid>.jsonl``, which dbt reads back as the
+  ``served_answers`` model, so what was served can be monitored and joined to later engagement;
 - ``/healthz`` (the process is up), ``/readyz`` (model and cache loaded, their versions; 503 with
   the command to run when one is missing), ``/metrics`` (Prometheus text: requests, latency
   histogram and answers by path, per canvas).
@@ -24,11 +27,16 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import random
+import threading
 import time
+import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -128,8 +136,74 @@ def _current_model(settings: Settings) -> str | None:
     return artifacts.current_name(artifacts.models_dir(settings.artifacts_dir))
 
 
-def create_app(settings: Settings) -> FastAPI:
-    """The service over ``settings``' model store and cache. The registry is read once, here."""
+def served_dir(settings: Settings) -> Path:
+    """Where sampled answers go: ``served/`` beside the warehouse file (dbt's served_answers
+    reads the same folder: ``UNIRANK_SERVED_DIR``, set by ``ranker.build.run_dbt``)."""
+    return settings.duckdb_path.parent / "served"
+
+
+class AnswerLog:
+    """Appends a random ``rate`` share of served answers, one JSON object a line, to a file per
+    day and process (several workers never write one file). Each line is written whole, under
+    a lock, and flushed, so a reader never sees half an answer."""
+
+    def __init__(self, directory: Path, rate: float, seed: int | None = None) -> None:
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError(f"the sample rate must be from 0 to 1, got {rate}")
+        self.directory = directory
+        self.rate = rate
+        self._random = random.Random(seed)
+        self._lock = threading.Lock()
+        self._day = ""
+        self._file: TextIO | None = None
+
+    def maybe_write(self, request: Mapping[str, Any], body: Mapping[str, Any]) -> None:
+        if self.rate <= 0.0:
+            return
+        with self._lock:
+            if self._random.random() >= self.rate:
+                return
+            now = datetime.now(timezone.utc)
+            line = json.dumps(
+                {
+                    "answer_id": uuid.uuid4().hex,
+                    "served_at": now.isoformat(timespec="microseconds"),
+                    "canvas": body["canvas"],
+                    "context": dict(request.get("context", {})),
+                    "context_key": body["context_key"],
+                    "k": request.get("k"),
+                    "country": request.get("country"),
+                    "answered_by": body["answered_by"],
+                    "model_version": body["model_version"],
+                    "cache_generation": body["cache_generation"],
+                    "items": [
+                        {"rank": i["rank"], "item_id": i["item_id"], "source": i["source"]}
+                        for i in body["items"]
+                    ],
+                },
+                ensure_ascii=False,
+            )
+            day = now.strftime("%Y%m%d")
+            if self._file is None or day != self._day:
+                if self._file is not None:
+                    self._file.close()
+                self.directory.mkdir(parents=True, exist_ok=True)
+                name = f"answers-{day}-{os.getpid()}.jsonl"
+                self._file = open(self.directory / name, "a", encoding="utf-8")  # noqa: SIM115
+                self._day = day
+            self._file.write(line + "\n")
+            self._file.flush()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+
+
+def create_app(settings: Settings, sample_rate: float = 0.0) -> FastAPI:
+    """The service over ``settings``' model store and cache. The registry is read once, here.
+    ``sample_rate``: the share of served answers written to :func:`served_dir`."""
 
     @asynccontextmanager
     async def warm(_: FastAPI) -> AsyncIterator[None]:
@@ -137,6 +211,7 @@ def create_app(settings: Settings) -> FastAPI:
         whole cache: ~100 ms on the demo); no cache yet is fine, /readyz says so."""
         warm_cache(settings)
         yield
+        answers.close()
 
     app = FastAPI(
         title="unirank",
@@ -145,9 +220,11 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=warm,
     )
     metrics = _Metrics()
+    answers = AnswerLog(served_dir(settings), sample_rate)
     canvases = {c.name: c for c in settings.registry.canvases}
     app.state.settings = settings
     app.state.metrics = metrics
+    app.state.answers = answers
 
     def answer(
         canvas: str, context: Mapping[str, str], k: int | None, country: str | None
@@ -210,6 +287,8 @@ def create_app(settings: Settings) -> FastAPI:
         started = time.perf_counter()
         status, body, path = answer(canvas, context, k, country)
         seconds = time.perf_counter() - started
+        if status == 200:
+            answers.maybe_write({"context": context, "k": k, "country": country}, body)
         label = canvas if canvas in canvases else "unknown"
         metrics.observe(label, status, path, seconds)
         access_log.info(

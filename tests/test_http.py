@@ -291,3 +291,55 @@ def test_the_curls_score_prints_work_against_unirank_cli_serve(served_copy: Sett
         service.wait(timeout=20)
     assert service.stdout is not None
     assert '"status": 200' in service.stdout.read()  # the access log, one JSON line a request
+
+
+def test_sampled_answers_are_logged_and_dbt_reads_them_back(served_copy: Settings) -> None:
+    """`serve --sample-rate 1` writes every answer as one JSON line beside the warehouse; the
+    served_answers model reads them back, one row per served item."""
+    from ranker.build import run_dbt
+    from ranker.http_service import served_dir
+
+    cached = _cached(served_copy)
+    with TestClient(create_app(served_copy, sample_rate=1.0)) as sampled:
+        answers = [
+            sampled.get("/recommend/home", params={"user_id": cached["home"][0], "k": 3}).json(),
+            sampled.get("/recommend/home", params={"user_id": "nobody", "k": 2}).json(),
+            sampled.post(
+                "/recommend", json={"canvas": "search", "context": {"query_text": "x y"}, "k": 4}
+            ).json(),
+        ]
+        sampled.get("/recommend/home", params={})  # a 422 is not an answer: not logged
+    lines = [line for f in served_dir(served_copy).glob("answers-*.jsonl") for line in f.open()]
+    assert len(lines) == 3
+    run_dbt(served_copy, ["build", "--select", "served_answers"], echo=False)
+    with duckdb.connect(str(served_copy.duckdb_path), read_only=True) as con:
+        rows = con.execute(
+            "select task_type, context_key, answered_by, count(*), min(rank), max(rank) "
+            "from served_answers group by all order by all"
+        ).fetchall()
+    expected = sorted(
+        (a["canvas"], a["context_key"], a["answered_by"], len(a["items"]), 1, len(a["items"]))
+        for a in answers
+    )
+    assert rows == expected
+
+
+def test_the_sample_rate_samples(tmp_path: Path) -> None:
+    from ranker.http_service import AnswerLog
+
+    log = AnswerLog(tmp_path, rate=0.05, seed=1)
+    body = {
+        "canvas": "home",
+        "context_key": "u",
+        "answered_by": "cache",
+        "model_version": "m",
+        "cache_generation": "g",
+        "items": [{"rank": 1, "item_id": "i", "source": "model"}],
+    }
+    for _ in range(2_000):
+        log.maybe_write({"context": {"user_id": "u"}}, body)
+    log.close()
+    written = sum(1 for f in tmp_path.glob("answers-*.jsonl") for _ in f.open())
+    assert 60 <= written <= 140  # 100 expected
+    with pytest.raises(ValueError, match="sample rate"):
+        AnswerLog(tmp_path, rate=1.5)
