@@ -531,11 +531,29 @@ def _print_samples(settings: Settings, per_canvas: int) -> None:
         _print_recommendations(serve.recommend(task, key, k=5, settings=settings))
 
 
+def _invoked_as() -> str:
+    """This CLI as the user can type it again: `unirank-cli` when that is on PATH, otherwise
+    the path it was started by (relative to the current folder when under it, e.g.
+    `.venv/bin/unirank-cli` after `make demo`)."""
+    import shutil
+
+    started = Path(sys.argv[0]).resolve()
+    on_path = shutil.which("unirank-cli")
+    if on_path and Path(on_path).resolve() == started:
+        return "unirank-cli"
+    try:
+        return str(started.relative_to(Path.cwd()))
+    except ValueError:
+        return str(started)
+
+
 def _print_serving_hint(settings: Settings) -> None:
     """How to serve the cache over HTTP, with one request per canvas to try."""
     from urllib.parse import urlencode
 
-    out.print("serve it over HTTP: unirank-cli serve   (then, in another shell:)", highlight=False)
+    out.print(
+        f"serve it over HTTP: {_invoked_as()} serve   (then, in another shell:)", highlight=False
+    )
     for task, key in _sample_contexts(settings, 1):
         column = settings.registry.canvas(task).serving.key  # type: ignore[union-attr]
         query = urlencode({column: key, "k": 5})
