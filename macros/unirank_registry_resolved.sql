@@ -34,6 +34,9 @@
       {%- if canvas.serving.key not in canvas.context_columns -%}
         {{ exceptions.raise_compiler_error(where ~ " serving key '" ~ canvas.serving.key ~ "' is not one of its context_columns " ~ canvas.context_columns ~ ".") }}
       {%- endif -%}
+      {%- if canvas.serving.max_k is not none and canvas.serving.max_k < canvas.serving.k -%}
+        {{ exceptions.raise_compiler_error(where ~ " serving max_k=" ~ canvas.serving.max_k ~ " is below its k=" ~ canvas.serving.k ~ "; a lookup must be able to ask for what the cache holds.") }}
+      {%- endif -%}
       {%- for column in canvas.serving.carry if column not in canvas.context_columns -%}
         {{ exceptions.raise_compiler_error(where ~ " serving carries '" ~ column ~ "', which it does not fill.") }}
       {%- endfor -%}

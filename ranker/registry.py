@@ -122,6 +122,13 @@ class CanvasServing(Strict):
     )
     min_requests: int = Field(default=1, ge=1)
     k: int = Field(default=10, ge=1, le=1000)
+    max_k: int | None = Field(
+        default=None,
+        ge=1,
+        le=1000,
+        description="The largest K a lookup of this canvas may ask (null = 1000); beyond the "
+        "cache's k, the fallback chain fills the list.",
+    )
     sources: tuple[CandidateSource, ...] = Field(min_length=1)
     fallbacks: tuple[LookupFallback, ...] = ()
 
@@ -520,6 +527,11 @@ def _check_consistency(registry: Registry) -> None:
                     f"{where} serving uses source '{source}', which is keyed by "
                     f"{' or '.join(needs)}; the canvas fills none of them"
                 )
+        if serving.max_k is not None and serving.max_k < serving.k:
+            raise ValueError(
+                f"{where} serving max_k={serving.max_k} is below its k={serving.k}; a lookup "
+                "must be able to ask for what the cache holds"
+            )
         if serving.k > registry.serving.candidates_per_context:
             raise ValueError(
                 f"{where} serves k={serving.k} but only "

@@ -375,8 +375,11 @@ def _validate(registry: Registry, task: str, k: int | None) -> tuple[Canvas, int
             field="canvas",
         )
     k = canvas.serving.k if k is None else k
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
-        raise RecommendError(f"k must be an integer from 1 to {MAX_K}, got {k!r}", field="k")
+    largest = canvas.serving.max_k or MAX_K  # the canvas's knob (registry serving.max_k)
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= largest:
+        raise RecommendError(
+            f"k must be an integer from 1 to {largest} for canvas {task!r}, got {k!r}", field="k"
+        )
     return canvas, k
 
 

@@ -196,6 +196,8 @@ def _misspelt(registry: dict[str, Any], change: str) -> dict[str, Any]:
         registry["canvases"][0]["weight"] = -2
     elif change == "reference":
         registry["canvases"][1]["context_columns"] = ["query_txt", "user_id"]
+    elif change == "knob":
+        registry["canvases"][0]["serving"]["max_k"] = 5
     return registry
 
 
@@ -217,6 +219,7 @@ def _misspelt(registry: dict[str, Any], change: str) -> dict[str, Any]:
         ),
         ("type", "vars.unirank.canvases[home].weight is -2"),
         ("reference", "canvas 'search' names unknown context column 'query_txt'"),
+        ("knob", "canvas 'home' serving max_k=5 is below its k=20"),
     ],
 )
 def test_a_bad_registry_stops_dbt_alone_and_the_cli_with_the_same_message(

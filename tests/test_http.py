@@ -89,6 +89,7 @@ def test_an_unseen_context_is_answered_by_the_fallback_chain_and_says_so(
         ("/recommend/home", {"user_id": "u1", "colour": "red"}, 422, "colour"),
         ("/recommend/home", {"user_id": "u1", "k": "0"}, 422, "k"),
         ("/recommend/home", {"user_id": "u1", "k": "1001"}, 422, "k"),
+        ("/recommend/home", {"user_id": "u1", "k": "101"}, 422, "k"),  # home's max_k is 100
         ("/recommend/home", {"user_id": "u1", "k": "ten"}, 422, "k"),
         ("/recommend/home", {"user_id": "x" * (MAX_VALUE_CHARS + 1)}, 422, "user_id"),
         ("/recommend/home", {"user_id": "u1", "country": "de"}, 422, "country"),
@@ -107,6 +108,15 @@ def test_bad_input_is_a_client_error_naming_the_field(
         assert "home" in body["canvases"]
     else:
         assert body["field"] == field, body
+
+
+def test_a_canvas_knob_bounds_k(client: TestClient) -> None:
+    """The registry's serving.max_k: home takes up to 100 items (the fallbacks fill what the
+    cache's 20 do not), search the global 1000."""
+    home = client.get("/recommend/home", params={"user_id": "nobody", "k": 101}).json()
+    assert "from 1 to 100 for canvas 'home'" in home["error"]
+    assert client.get("/recommend/home", params={"user_id": "nobody", "k": 100}).status_code == 200
+    assert client.get("/recommend/search", params={"query_text": "x", "k": 500}).status_code == 200
 
 
 def test_undecodable_repeated_and_malformed_input_is_422(client: TestClient) -> None:

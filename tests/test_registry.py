@@ -150,6 +150,11 @@ def test_demo_registry_parses_with_defaults(demo_registry: dict[str, Any]) -> No
             "canvas 'related' serving key 'category' is not one of its context_columns",
         ),
         (
+            "canvases.2.serving.max_k",
+            3,
+            "canvas 'related' serving max_k=3 is below its k=10",
+        ),
+        (
             "features.0",
             {"model": "int_features__item_popularity", "columns": []},
             "is built in: its columns are fixed",

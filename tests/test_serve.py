@@ -175,8 +175,8 @@ def test_unknown_availability_means_available_everywhere(served_project: Setting
         ("promo", "x", 5, "unknown canvas 'promo'"),
         ("home", "", 5, "looked up by user_id"),
         ("home", {"query_text": "x"}, 5, "looked up by user_id"),
-        ("home", "u1", 0, "k must be an integer from 1 to 1000"),
-        ("home", "u1", 1001, "k must be an integer from 1 to 1000"),
+        ("home", "u1", 0, "k must be an integer from 1 to 100 for canvas 'home'"),
+        ("search", "q", 1001, "k must be an integer from 1 to 1000 for canvas 'search'"),
     ],
 )
 def test_bad_lookups_raise_a_specific_error(
