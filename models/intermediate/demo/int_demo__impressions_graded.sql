@@ -29,8 +29,7 @@ engagements_attributed as (
     from engagements
     inner join requests
         on engagements.request_id = requests.request_id
-    where engagements.event_at >= requests.requested_at
-        and engagements.event_at < {{ dbt.dateadd('day', 1, 'requests.requested_at') }}
+    where {{ demo_attributed('engagements.event_at', 'requests.requested_at') }}
     group by engagements.request_id, engagements.item_id
 ),
 

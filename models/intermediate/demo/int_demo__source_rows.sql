@@ -81,8 +81,7 @@ engagements_checked as (
             case
                 when valid_requests.request_id is null then 'request missing or quarantined'
                 when shown.item_id is null then 'item not shown in its request'
-                when engagements.event_at < valid_requests.requested_at
-                    or engagements.event_at >= {{ dbt.dateadd('day', 1, 'valid_requests.requested_at') }}
+                when not {{ demo_attributed('engagements.event_at', 'valid_requests.requested_at') }}
                     then 'outside the 24-hour attribution window'
             end
         ) as quarantine_reason
