@@ -123,6 +123,13 @@ class Workspace:
             text=True,
         )
 
+    def check(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run a CLI command that must succeed (set-up steps); stop the benchmark if not."""
+        result = self.run(*args)
+        if result.returncode != 0:
+            raise SystemExit(f"`unirank-cli {' '.join(args)}` failed:\n{result.stderr[-3000:]}")
+        return result
+
     def digest(self) -> str:
         return hashlib.sha256(self.warehouse.read_bytes()).hexdigest()
 
@@ -226,12 +233,8 @@ def prepare(work: Path, reuse: bool) -> tuple[Workspace, dict[str, float]]:
     work.mkdir(parents=True)
     for name, args in (("build", ["build"]), ("train", TRAIN), ("score", ["score"])):
         started = time.perf_counter()
-        result = space.run(*args)
+        space.check(*args)
         timings[name] = round(time.perf_counter() - started, 1)
-        if result.returncode != 0:
-            raise SystemExit(
-                f"setup `unirank-cli {' '.join(args)}` failed:\n{result.stderr[-3000:]}"
-            )
         print(f"setup: {name} {timings[name]}s", flush=True)
     with duckdb.connect(str(space.warehouse)) as con:
         con.execute("create or replace table analyst_notes as select 42 as answer")

@@ -41,8 +41,11 @@ import duckdb
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from ranker.config import load_settings  # noqa: E402
+from reliability import Workspace  # noqa: E402
+
+from ranker.serve import current_cache_path  # noqa: E402
 
 WORK = ROOT / "benchmarks" / "work" / "serve_http"
 RESULTS = ROOT / "benchmarks" / "results"
@@ -63,43 +66,22 @@ end
 """
 
 
-def _env(work: Path) -> dict[str, str]:
-    return dict(
-        os.environ,
-        UNIRANK_DUCKDB_PATH=str(work / "warehouse" / "unirank.duckdb"),
-        UNIRANK_ARTIFACTS_DIR=str(work / "artifacts"),
-        UNIRANK_REPORTS_DIR=str(work / "reports"),
-        DBT_TARGET_PATH=str(work / "target"),
-        DBT_LOG_PATH=str(work / "logs"),
-    )
-
-
-def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        [str(CLI), *args, "--project-dir", str(ROOT)], env=env, capture_output=True, text=True
-    )
-    if result.returncode != 0:
-        raise SystemExit(f"`unirank-cli {' '.join(args)}` failed:\n{result.stderr[-3000:]}")
-    return result
-
-
-def prepare(work: Path, reuse: bool) -> dict[str, str]:
-    env = _env(work)
-    if reuse and (work / "warehouse" / "cache" / "current.duckdb").exists():
-        return env
+def prepare(work: Path, reuse: bool) -> Workspace:
+    space = Workspace(work)
+    if reuse and current_cache_path(space.settings).exists():
+        return space
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     for args in (["build"], TRAIN, ["score"]):
-        _cli(env, *args)
+        space.check(*args)
         print(f"setup: {args[0]} done", flush=True)
-    return env
+    return space
 
 
-def paths(env: dict[str, str], unseen: bool) -> list[str]:
+def paths(space: Workspace, unseen: bool) -> list[str]:
     """Request paths over cached contexts (or keys the cache does not hold) of every canvas."""
-    settings = load_settings(ROOT, duckdb_path=Path(env["UNIRANK_DUCKDB_PATH"]))
-    cache = Path(env["UNIRANK_DUCKDB_PATH"]).parent / "cache" / "current.duckdb"
-    with duckdb.connect(str(cache), read_only=True) as con:
+    settings = space.settings
+    with duckdb.connect(str(current_cache_path(settings)), read_only=True) as con:
         rows = con.execute(
             "select distinct task_type, context_key from recommendations "
             "order by hash(task_type || context_key) limit ?",
@@ -114,10 +96,10 @@ def paths(env: dict[str, str], unseen: bool) -> list[str]:
     return found
 
 
-def start_service(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
+def start_service(space: Workspace, port: int) -> subprocess.Popen[bytes]:
     service = subprocess.Popen(
         [str(CLI), "serve", "--port", str(port), "--no-access-log", "--project-dir", str(ROOT)],
-        env=env,
+        env=space.env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -180,10 +162,10 @@ def memory_mib(pid: int) -> dict[str, float]:
     }
 
 
-def cli_start_times(env: dict[str, str]) -> dict[str, str]:
+def cli_start_times(space: Workspace) -> dict[str, str]:
     """Wall time of the CLI calls the service replaces (farm-bench: median, min, max of 5 runs)."""
     found: dict[str, str] = {}
-    key = paths(env, unseen=False)[0]
+    key = paths(space, unseen=False)[0]
     canvas, query = key.split("/recommend/")[1].split("?")
     column, value = query.split("=", 1)
     for name, command in (
@@ -202,7 +184,7 @@ def cli_start_times(env: dict[str, str]) -> dict[str, str]:
         ),
     ):
         result = subprocess.run(
-            ["farm-bench", "-n", "5", "--", *command], env=env, capture_output=True, text=True
+            ["farm-bench", "-n", "5", "--", *command], env=space.env, capture_output=True, text=True
         )
         wall = re.search(r"wall s\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)", result.stdout + result.stderr)
         if wall is None:
@@ -225,12 +207,12 @@ def main() -> None:
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("needs wrk: apt-get install wrk")
-    env = prepare(WORK, args.reuse)
+    space = prepare(WORK, args.reuse)
     cached, unseen = WORK / "cached.txt", WORK / "unseen.txt"
-    cached.write_text("\n".join(paths(env, unseen=False)) + "\n")
-    unseen.write_text("\n".join(paths(env, unseen=True)) + "\n")
+    cached.write_text("\n".join(paths(space, unseen=False)) + "\n")
+    unseen.write_text("\n".join(paths(space, unseen=True)) + "\n")
     port = free_port()
-    service = start_service(env, port)
+    service = start_service(space, port)
     results: dict[str, Any] = {}
     try:
         run_wrk(port, cached, 3)  # warm-up
@@ -254,7 +236,7 @@ def main() -> None:
         swaps = []
         for step in (["score", "--keep", "1"], TRAIN, ["score", "--keep", "1"]):
             started = time.perf_counter()
-            _cli(env, *step)
+            space.check(*step)
             swaps.append(f"{step[0]} {time.perf_counter() - started:.1f}s")
         output, _ = load.communicate()
         results["through_swaps"] = {**parse_wrk(output), "swaps": swaps}
@@ -263,7 +245,7 @@ def main() -> None:
     finally:
         service.terminate()
         service.wait(timeout=30)
-    results["cli"] = cli_start_times(env)
+    results["cli"] = cli_start_times(space)
     write_results(results, args.duration)
 
 
