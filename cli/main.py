@@ -605,12 +605,15 @@ def recommend(
     vars_text: VarsOption = None,
     project_dir: ProjectDir = Path("."),
 ) -> None:
-    """Look up recommendations in the cache, with the canvas's fallback chain.
+    """Look up recommendations: the cache, online scoring, the canvas's fallback chain.
 
     The canvas is looked up by the context column its registry entry names as serving key:
     `recommend home --context user_id=u0000001`, `recommend related --item i000002`,
     `recommend search --query "vimipo"`, `recommend category --category barilo --k 5`.
-    The output says which step answered: the cache, or a fallback for an unseen context.
+    Other context columns of the canvas may be given too (`--context country=DE`): online
+    scoring uses them. The output says which path answered: the cache, `online` (a context the
+    cache does not hold, scored by the current model, per the canvas's serving mode), or a
+    fallback step.
     """
     from ranker import serve
 

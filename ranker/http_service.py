@@ -4,8 +4,10 @@ recommendations cache (FastAPI; the OpenAPI page is at ``/docs``).
 - ``GET /recommend/{canvas}?<context column>=...&k=&country=`` and ``POST /recommend`` with
   ``{"canvas", "context": {...}, "k", "country"}``: the context keys are the canvas's registry
   ``context_columns`` (its serving key is required); the answer lists items with rank, score and
-  source, says which path answered (``cache`` or the fallback step), the model that scored the
-  cache, the cache generation, and whether that model is no longer the current one.
+  source, says which path answered (``cache``, ``online`` - scored at request time by the current
+  model, per the canvas's registry ``serving.mode`` - or the fallback step, and whether online
+  scoring ran over the canvas's ``online_timeout_ms``), the model that scored the answer, the
+  cache generation, and whether that model is no longer the current one.
 - a sample of served answers (``sample_rate``, e.g. 0.05) appended as JSON lines to
   ``<warehouse dir>/served/answers-<day>-<pid>.jsonl``, which dbt reads back as the
   ``served_answers`` model, so what was served can be monitored and joined to later engagement;
@@ -53,6 +55,8 @@ from ranker.serve import (
     Recommendations,
     RecommendError,
     current_cache_path,
+    current_reader,
+    online_scorer,
     recommend,
 )
 from ranker.serve import warm as warm_cache  # the lifespan below is called warm
@@ -89,8 +93,14 @@ class Item(BaseModel):
 class Answer(BaseModel):
     canvas: str
     context_key: str = Field(description="the serving key's value the answer is for")
-    answered_by: str = Field(description="`cache`, or the fallback step that answered")
-    model_version: str | None = Field(description="the model that scored the cache")
+    answered_by: str = Field(
+        description="`cache`, `online` (scored at request time), or the fallback step that answered"
+    )
+    over_budget: bool = Field(
+        description="online scoring ran over the canvas's online_timeout_ms: the cache or the "
+        "fallback chain answered instead"
+    )
+    model_version: str | None = Field(description="the model that scored the items")
     current_model_version: str | None = Field(description="the CURRENT model")
     stale_model: bool = Field(description="the cache was scored by a model that is not current")
     cache_generation: str | None
@@ -359,6 +369,7 @@ def create_app(settings: Settings, sample_rate: float = 0.0) -> FastAPI:
             body.update(ready=False, missing="cache", run="unirank-cli score")
             return JSONResponse(status_code=503, content=body)
         body["ready"] = True
+        body["canvases"] = _online_status(settings)
         return JSONResponse(content=body)
 
     @app.get("/metrics", tags=["operations"])
@@ -367,6 +378,28 @@ def create_app(settings: Settings, sample_rate: float = 0.0) -> FastAPI:
         return PlainTextResponse(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+def _online_status(settings: Settings) -> dict[str, dict[str, Any]]:
+    """Per served canvas: its serving mode, and whether online scoring can answer (else why)."""
+    registry = settings.registry
+    modes = {
+        c.name: registry.serving_mode(c.name) for c in registry.canvases if c.serving is not None
+    }
+    problem: str | None = None
+    if any(mode != "cache_only" for mode in modes.values()):
+        try:
+            problem = online_scorer(settings).warm(current_reader(settings))
+        except CacheMissingError as exc:
+            problem = str(exc)
+    status: dict[str, dict[str, Any]] = {}
+    for name, mode in modes.items():
+        status[name] = {"mode": mode}
+        if mode != "cache_only":
+            status[name]["online"] = problem is None
+            if problem is not None:
+                status[name]["online_unavailable"] = problem
+    return status
 
 
 def _value_problem(value: str) -> str | None:
@@ -388,6 +421,7 @@ def _body(result: Recommendations, settings: Settings) -> dict[str, Any]:
         "canvas": result.task,
         "context_key": result.context_key,
         "answered_by": result.answered_by,
+        "over_budget": result.over_budget,
         "model_version": result.model_version,
         "current_model_version": current,
         "stale_model": bool(current and result.model_version and current != result.model_version),

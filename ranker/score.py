@@ -325,6 +325,9 @@ def _score(
     return ranked
 
 
+ONLINE_TABLES = ("online_item_features", "online_user_items", "online_item_pairs")
+
+
 def _copy_fallback_tables(cache: duckdb.DuckDBPyConnection, stages: _Stages) -> None:
     """What lookups of unseen contexts need, copied into the cache (on its own connection)."""
     started, cpu_started = time.perf_counter(), time.thread_time()
@@ -332,6 +335,11 @@ def _copy_fallback_tables(cache: duckdb.DuckDBPyConnection, stages: _Stages) -> 
     try:
         for relation in ("serving_fallbacks", "item_catalogue"):
             copying.execute(f"create table {relation} as select * from {WAREHOUSE}.{relation}")
+        # What online scoring of contexts the cache does not hold reads (ranker.online); a
+        # warehouse built before they existed gives a cache that answers misses by fallbacks.
+        for relation in ONLINE_TABLES:
+            if relation_exists(copying, relation, WAREHOUSE):
+                copying.execute(f"create table {relation} as select * from {WAREHOUSE}.{relation}")
     finally:
         copying.close()
         stages.add(

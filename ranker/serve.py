@@ -1,11 +1,15 @@
-"""Look up recommendations in the published cache, with a per-canvas fallback chain.
+"""Look up recommendations: the published cache, online scoring of misses, a fallback chain.
 
 The cache is a DuckDB file published by ``ranker.score`` at ``<warehouse dir>/cache/current.duckdb``
 (a symlink swapped atomically to each new generation). Readers open it read-only and never see a
-half-written cache. A context that is in the cache is answered from it; one that is not (a new
-user, an unseen query, an unknown item) is answered by the canvas's fallback chain from the
-registry, computed from tables shipped inside the same cache file. Every answer says which step
-produced it. User input is always a bound parameter, never spliced into SQL.
+half-written cache. Each canvas's registry ``serving.mode`` says how a lookup is answered:
+``cache_only`` (the cache; a context it does not hold - a new user, an unseen query, an unknown
+item - gets the canvas's fallback chain, computed from tables shipped inside the same cache
+file), ``cache_then_online`` (a context the cache does not hold is scored by the current model at
+request time, ``ranker.online``, within ``online_timeout_ms``; over it, the fallback chain
+answers) or ``online`` (every lookup is scored at request time; over budget, the cache, then the
+fallbacks). Every answer says which path produced it. User input is always a bound parameter,
+never spliced into SQL.
 """
 
 from __future__ import annotations
@@ -15,15 +19,19 @@ import os
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 
 from ranker.config import Settings
 from ranker.errors import UnirankError
 from ranker.registry import Canvas, Registry
+
+if TYPE_CHECKING:
+    from ranker.online import OnlineScorer, Scored
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +86,7 @@ class Recommendations:
     model_version: str | None
     generated_at: str | None
     cache_generation: str | None = None  # the cache file that answered
+    over_budget: bool = False  # online scoring ran over the canvas's budget; see answered_by
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -87,6 +96,7 @@ class Recommendations:
             "model_version": self.model_version,
             "generated_at": self.generated_at,
             "cache_generation": self.cache_generation,
+            "over_budget": self.over_budget,
             "items": [r.__dict__ for r in self.items],
         }
 
@@ -328,13 +338,28 @@ def _reader(settings: Settings) -> CacheReader:
     raise CacheMissingError(f"the recommendations cache at {link} keeps changing; try again")
 
 
+def current_reader(settings: Settings) -> CacheReader:
+    """The reader of the current cache generation (raises CacheMissingError when none)."""
+    return _reader(settings)
+
+
 def warm(settings: Settings) -> bool:
-    """Open the current cache and load what cached lookups need, so the first lookup does not
-    pay for it (a long-running service calls this at start). False when there is no cache yet."""
+    """Open the current cache and load what lookups need (the cached lists, and the model and
+    online tables when a canvas scores online), so the first lookup does not pay for it (a
+    long-running service calls this at start). False when there is no cache yet."""
     try:
-        _reader(settings).cached_rows()
+        reader = _reader(settings)
+        reader.cached_rows()
     except CacheMissingError:
         return False
+    registry = settings.registry
+    if any(
+        c.serving is not None and registry.serving_mode(c.name) != "cache_only"
+        for c in registry.canvases
+    ):
+        problem = online_scorer(settings).warm(reader)
+        if problem is not None:
+            logger.warning("online scoring unavailable: %s", problem)
     return True
 
 
@@ -386,14 +411,35 @@ def _validate(registry: Registry, task: str, k: int | None) -> tuple[Canvas, int
 def context_value(canvas: Canvas, context: str | Mapping[str, str | None]) -> str:
     """The canvas's serving-key value from a plain string or a {column: value} mapping."""
     assert canvas.serving is not None
+    return context_values(canvas, context)[canvas.serving.key]
+
+
+def context_values(canvas: Canvas, context: str | Mapping[str, str | None]) -> dict[str, str]:
+    """The request's context: {column: value} for the canvas's context columns given (a plain
+    string is the serving key's value), trimmed, a query lower-cased as staging stores it. The
+    serving key is required; a column the canvas does not fill is refused."""
+    assert canvas.serving is not None
     key = canvas.serving.key
-    value = context.get(key) if isinstance(context, Mapping) else context
-    if value is None or not str(value).strip():
+    given = context if isinstance(context, Mapping) else {key: context}
+    values: dict[str, str] = {}
+    for column, value in given.items():
+        if value is None:
+            continue  # not given
+        if column not in canvas.context_columns:
+            raise RecommendError(
+                f"canvas {canvas.name!r} has no context column {column!r}; it takes "
+                f"{sorted(canvas.context_columns)}",
+                field=column,
+            )
+        if not str(value).strip():
+            continue
+        text = _utf8(str(value).strip(), column)
+        values[column] = text.lower() if column == "query_text" else text
+    if key not in values:
         raise RecommendError(
             f"canvas {canvas.name!r} is looked up by {key}; give a value for it", field=key
         )
-    text = _utf8(str(value).strip(), key)
-    return text.lower() if key == "query_text" else text
+    return values
 
 
 def _utf8(text: str, what: str) -> str:
@@ -442,39 +488,110 @@ def recommend(
     if settings is None:
         settings = _default_settings()
     canvas, k = _validate(settings.registry, task, k)
-    key = context_value(canvas, context)
+    values = context_values(canvas, context)
+    assert canvas.serving is not None
+    key = values[canvas.serving.key]
+    mode = settings.registry.serving_mode(canvas.name)
     while True:
         reader = _reader(settings)
         with reader.lock:
-            if not reader.closed:  # else replaced by a newer generation meanwhile: ask again
-                _check_country(reader, country)
+            if reader.closed:  # replaced by a newer generation meanwhile: ask again
+                continue
+            _check_country(reader, country)
+            if mode == "cache_only" or (
+                mode == "cache_then_online" and reader.is_cached(canvas.name, key)
+            ):
                 return _lookup(reader, canvas, key, k, country)
+        scored, over_budget = _score_online(settings, reader, canvas, values)
+        with reader.lock:
+            if reader.closed:
+                continue
+            return _lookup(reader, canvas, key, k, country, scored, over_budget)
+
+
+_scorers: dict[int, tuple[Settings, OnlineScorer]] = {}
+_scorers_lock = threading.Lock()
+_unavailable_logged: set[str] = set()
+
+
+def online_scorer(settings: Settings) -> OnlineScorer:
+    """The process's online scorer for ``settings`` (it keeps the model and scored contexts)."""
+    from ranker.online import OnlineScorer
+
+    with _scorers_lock:
+        found = _scorers.get(id(settings))
+        if found is None or found[0] is not settings:
+            found = (settings, OnlineScorer(settings))
+            _scorers[id(settings)] = found
+        return found[1]
+
+
+def _score_online(
+    settings: Settings, reader: CacheReader, canvas: Canvas, values: Mapping[str, str]
+) -> tuple[Scored | None, bool]:
+    """(the context scored online, or None; whether it ran over the canvas's budget). Online
+    scoring that cannot run (no online tables, a model whose features they lack) is logged once
+    and the lookup goes on without it; the service's /readyz says why."""
+    from ranker.online import OnlineUnavailable
+
+    assert canvas.serving is not None
+    budget = canvas.serving.online_timeout_ms / 1000
+    try:
+        future = online_scorer(settings).submit(reader, canvas, values)
+        return future.result(timeout=budget), False
+    except FutureTimeout:
+        return None, True
+    except OnlineUnavailable as exc:
+        if str(exc) not in _unavailable_logged:
+            _unavailable_logged.add(str(exc))
+            logger.warning("online scoring unavailable: %s", exc)
+        return None, False
+    except Exception:  # a failure online must not fail the lookup: the cache and fallbacks answer
+        logger.exception("online scoring of %s %s failed", canvas.name, dict(values))
+        return None, False
 
 
 def _lookup(
-    reader: CacheReader, canvas: Canvas, key: str, k: int, country: str | None
+    reader: CacheReader,
+    canvas: Canvas,
+    key: str,
+    k: int,
+    country: str | None,
+    scored: Scored | None = None,
+    over_budget: bool = False,
 ) -> Recommendations:
+    """The answer: the context scored online (``scored``) or its cached list, then the canvas's
+    fallback chain for what is missing; items not available in ``country`` are skipped."""
     assert canvas.serving is not None
-    cached = reader.cached_rows()
-    span = cached.spans.get((canvas.name, key))
     rows: list[tuple[str, Any, str]] = []
-    if span is not None:
-        start, stop = span
-        for item_id, score, source in zip(
-            cached.item_id[start:stop].to_pylist(),
-            cached.score[start:stop].to_pylist(),
-            cached.source[start:stop].to_pylist(),
-            strict=True,
-        ):
-            if reader.available(str(item_id), country):
-                rows.append((str(item_id), score, str(source)))
+    model_version, answered_by = reader.model_version, ""
+    if scored is not None:
+        model_version, answered_by = scored.model_version, "online" if scored.items else ""
+        for item_id, score, source in scored.items:
+            if reader.available(item_id, country):
+                rows.append((item_id, score, source))
                 if len(rows) == k:
                     break
+    else:
+        cached = reader.cached_rows()
+        span = cached.spans.get((canvas.name, key))
+        if span is not None:
+            start, stop = span
+            for item_id, score, source in zip(
+                cached.item_id[start:stop].to_pylist(),
+                cached.score[start:stop].to_pylist(),
+                cached.source[start:stop].to_pylist(),
+                strict=True,
+            ):
+                if reader.available(str(item_id), country):
+                    rows.append((str(item_id), score, str(source)))
+                    if len(rows) == k:
+                        break
+        answered_by = "cache" if rows else ""
     items = [
         Recommendation(i + 1, item_id, None if score is None else float(score), source)
         for i, (item_id, score, source) in enumerate(rows)
     ]
-    answered_by = "cache" if items else ""
     if len(items) < k:
         seen = {r.item_id for r in items}
         if canvas.serving.key == "source_item_id" and canvas.exclude_source_item:
@@ -493,9 +610,10 @@ def _lookup(
         context_key=key,
         items=tuple(items),
         answered_by=answered_by or "none",
-        model_version=reader.model_version,
+        model_version=model_version,
         generated_at=reader.generated_at,
         cache_generation=reader.path.name,
+        over_budget=over_budget,
     )
 
 

@@ -73,12 +73,32 @@ def test_every_canvas_answers_from_the_cache_by_its_own_context_column(
         assert posted.status_code == 200 and posted.json() == body
 
 
-def test_an_unseen_context_is_answered_by_the_fallback_chain_and_says_so(
-    client: TestClient,
+def test_an_unseen_context_is_scored_online_by_the_current_model_and_says_so(
+    client: TestClient, served_project: Settings
 ) -> None:
-    body = client.get("/recommend/home", params={"user_id": "nobody-ever"}).json()
-    assert body["answered_by"] == "popular_in_canvas"
+    """A user the cache does not hold, on a canvas in the default mode cache_then_online: the
+    current model scores the canvas's candidates at request time."""
+    current = artifacts.current_version(artifacts.models_dir(served_project.artifacts_dir)).version
+    got = client.get("/recommend/home", params={"user_id": "nobody-ever", "k": 7})
+    body = got.json()
+    assert got.status_code == 200 and body["answered_by"] == "online", body
+    assert body["over_budget"] is False and body["model_version"] == current
+    scores = [i["score"] for i in body["items"]]
+    assert len(scores) == 7 and scores == sorted(scores, reverse=True)
+    home = served_project.registry.canvas("home").serving
+    assert home is not None
+    assert {i["source"] for i in body["items"]} <= set(home.sources)
+
+
+def test_an_unseen_context_is_answered_by_the_fallback_chain_in_mode_cache_only(
+    cache_only_project: Settings,
+) -> None:
+    with TestClient(create_app(cache_only_project)) as cache_only:
+        body = cache_only.get("/recommend/home", params={"user_id": "nobody-ever"}).json()
+        ready = cache_only.get("/readyz").json()
+    assert body["answered_by"] == "popular_in_canvas" and body["over_budget"] is False
     assert body["items"] and {i["source"] for i in body["items"]} == {"popular_in_canvas"}
+    assert ready["canvases"]["home"] == {"mode": "cache_only"}
 
 
 @pytest.mark.parametrize(
@@ -179,10 +199,7 @@ def test_metrics_count_requests_latency_and_answers_by_path(served_project: Sett
             fresh.get("/recommend/home", params={"user_id": "nobody"})
         fresh.get("/recommend/nowhere", params={"user_id": "u"})
         text = fresh.get("/metrics").text
-    assert (
-        'unirank_requests_total{answered_by="popular_in_canvas",canvas="home",status="200"} 3.0'
-        in text
-    )
+    assert 'unirank_requests_total{answered_by="online",canvas="home",status="200"} 3.0' in text
     assert 'unirank_requests_total{answered_by="error",canvas="unknown",status="404"} 1.0' in text
     assert re.search(r'unirank_request_seconds_bucket\{canvas="home",le="0\.05"\} 3\.0', text)
     assert 'unirank_request_seconds_count{canvas="home"} 3.0' in text

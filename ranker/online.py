@@ -1,0 +1,635 @@
+"""Online scoring: a context the cache does not hold, scored by the current model at request time.
+
+The candidates come from the canvas's declared sources and the features are the registry's,
+evaluated as of the serving clock of the build the cache was scored from, from tables dbt
+materializes and ``unirank-cli score`` copies into every cache generation:
+
+- ``online_item_features``: the features that depend only on the candidate item, its canvas and
+  the time (built-in item_popularity and item_category, a project's own of ``grain: item``),
+  computed by the feature models themselves on one `latest` probe per (canvas, item);
+- ``online_user_items`` and ``online_item_pairs``: per-entity history at the serving clock, from
+  which the built-in context features (user_history, coengagement, context_match), the
+  user_categories source and the exclude_engaged rule are evaluated here, as the SQL defines
+  them (ranker.online.skew checks both paths agree on every served context).
+
+A context is scored once per (cache generation, model, canvas, context): the result is kept, so a
+retry of a lookup that ran over its budget is answered from it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ranker import artifacts
+from ranker.config import Settings
+from ranker.registry import Canvas, Registry
+
+if TYPE_CHECKING:
+    from catboost import CatBoostRanker
+
+    from ranker.serve import CacheReader
+
+ONLINE_TABLES = ("online_item_features", "online_user_items", "online_item_pairs")
+TITLE_TOKENS = 8  # the words of a query or title that count (macro split_tokens' max_tokens)
+SCORED_CONTEXTS = 4096  # scored contexts kept per process, least recently used dropped first
+CONTEXT_FEATURES = {  # built-in feature models evaluated here, and what each reads
+    "int_features__user_history": "user_id",
+    "int_features__coengagement": "source_item_id",
+    "int_features__context_match": None,
+}
+
+
+class OnlineUnavailable(Exception):
+    """Online scoring cannot answer with this cache and model; the message says why."""
+
+
+@dataclass(frozen=True)
+class Scored:
+    """Every candidate of one context, best first: (item, score, source)."""
+
+    items: tuple[tuple[str, float, str], ...]
+    model_version: str
+
+
+def tokens(text: str) -> list[str]:
+    """The distinct words of ``text`` as macro split_tokens takes them: lower(trim(text)) split on
+    single spaces, the first TITLE_TOKENS positions, empty ones dropped (ASCII; other text is
+    lowered by DuckDB, see :meth:`OnlineTables.query_tokens`)."""
+    parts = text.strip(" ").lower().split(" ")[:TITLE_TOKENS]
+    return list(dict.fromkeys(p for p in parts if p))
+
+
+class OnlineTables:
+    """The online tables of one cache generation, read once into memory (the file never changes).
+    Built under the reader's lock; used without it."""
+
+    def __init__(self, reader: CacheReader, feature_names: Sequence[str]) -> None:
+        connection = reader.connection
+        present = {
+            str(r[0])
+            for r in connection.execute(
+                "select table_name from information_schema.tables"
+            ).fetchall()
+        }
+        if "online_item_features" not in present:
+            raise OnlineUnavailable(
+                f"the cache {reader.path.name} has no online tables (its warehouse was built "
+                "before online scoring); run `unirank-cli build` and `unirank-cli score`"
+            )
+        columns = [
+            str(r[0])
+            for r in connection.execute(
+                "select column_name from information_schema.columns "
+                "where table_name = 'online_item_features' order by ordinal_position"
+            ).fetchall()
+        ]
+        self.feature_columns = [c for c in columns if c in set(feature_names)]
+        self.item_features: dict[tuple[str, str], dict[str, Any]] = {}
+        quoted = ", ".join(f'"{c}"' for c in self.feature_columns)
+        for row in connection.execute(
+            f"select task_type, item_id{', ' + quoted if quoted else ''} from online_item_features"
+        ).fetchall():
+            self.item_features[(str(row[0]), str(row[1]))] = dict(
+                zip(self.feature_columns, row[2:], strict=True)
+            )
+        self.user_items: dict[str, dict[str, int]] = {}
+        self.user_categories: dict[str, dict[str | None, int]] = {}
+        if "online_user_items" in present:
+            for user, item, category, count in connection.execute(
+                "select user_id, item_id, item_category, engagements from online_user_items"
+            ).fetchall():
+                items = self.user_items.setdefault(str(user), {})
+                items[str(item)] = items.get(str(item), 0) + int(count)
+                categories = self.user_categories.setdefault(str(user), {})
+                categories[category] = categories.get(category, 0) + int(count)
+        self.pairs: dict[str, dict[str, int]] = {}
+        if "online_item_pairs" in present:
+            for a, b, count in connection.execute(
+                "select item_a, item_b, coengagements from online_item_pairs"
+            ).fetchall():
+                self.pairs.setdefault(str(a), {})[str(b)] = int(count)
+        self.catalogue = reader.catalogue()
+        self.title_tokens: dict[str, list[str]] = {}
+        self.token_items: dict[str, list[str]] = {}
+        for item_id, words in connection.execute(
+            "select item_id, list_distinct(list_filter("
+            f"string_split(lower(trim(title)), ' ')[1:{TITLE_TOKENS}], lambda w: w <> '')) "
+            "from item_catalogue where title is not null"
+        ).fetchall():
+            self.title_tokens[str(item_id)] = list(words)
+            for word in words:
+                self.token_items.setdefault(word, []).append(str(item_id))
+        self.reader = reader
+
+    def query_tokens(self, query: str) -> list[str]:
+        if query.isascii():
+            return tokens(query)
+        with self.reader.lock:  # lower() of non-ASCII text as DuckDB does it
+            if self.reader.closed:
+                raise OnlineUnavailable("the cache generation was replaced; ask again")
+            row = self.reader.connection.execute(
+                f"select list_distinct(list_filter(string_split(lower(trim(?::varchar)), ' ')"
+                f"[1:{TITLE_TOKENS}], lambda w: w <> ''))",
+                [query],
+            ).fetchall()
+        return list(row[0][0]) if row and row[0][0] else []
+
+
+class OnlineScorer:
+    """Candidates, features and scores for contexts of one registry, with the CURRENT model."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.registry: Registry = settings.registry
+        self._lock = threading.Lock()
+        self._model_lock = threading.Lock()
+        self._tables_lock = threading.Lock()
+        self._model: tuple[str, CatBoostRanker, list[str], list[int]] | None = None
+        self._tables: dict[str, OnlineTables | OnlineUnavailable] = {}
+        self._scored: OrderedDict[tuple[Any, ...], Scored] = OrderedDict()
+        self._running: dict[tuple[Any, ...], Future[Scored]] = {}
+        self._pool = ThreadPoolExecutor(2, thread_name_prefix="unirank-online")
+
+    # --- what a request uses -------------------------------------------------------------------
+
+    def submit(
+        self, reader: CacheReader, canvas: Canvas, context: Mapping[str, str]
+    ) -> Future[Scored]:
+        """A future of the context's scored candidates (done at once when already scored; one
+        computation per context however many requests ask for it meanwhile)."""
+        model_version = artifacts.current_name(artifacts.models_dir(self.settings.artifacts_dir))
+        key = (reader.path, model_version, canvas.name, tuple(sorted(context.items())))
+        with self._lock:
+            scored = self._scored.get(key)
+            if scored is not None:
+                self._scored.move_to_end(key)
+                done: Future[Scored] = Future()
+                done.set_result(scored)
+                return done
+            running = self._running.get(key)
+            if running is None:
+                running = self._pool.submit(self._score_and_keep, key, reader, canvas, context)
+                self._running[key] = running
+            return running
+
+    def _score_and_keep(
+        self, key: tuple[Any, ...], reader: CacheReader, canvas: Canvas, context: Mapping[str, str]
+    ) -> Scored:
+        try:
+            scored = self.score(reader, canvas, context)
+            with self._lock:
+                self._scored[key] = scored
+                if len(self._scored) > SCORED_CONTEXTS:
+                    self._scored.popitem(last=False)
+            return scored
+        finally:
+            with self._lock:
+                self._running.pop(key, None)
+
+    def score(self, reader: CacheReader, canvas: Canvas, context: Mapping[str, str]) -> Scored:
+        """Every candidate of ``context`` on ``canvas``, scored by the current model, best first."""
+        import pandas as pd
+        from catboost import Pool
+
+        version, model, features, cat_indices = self.model()
+        tables = self.tables(reader, features)
+        full = self.full_context(canvas, context)
+        found = self.candidates(tables, canvas, full)
+        if not found:
+            return Scored((), version)
+        rows = self.features(tables, canvas, full, [item for item, _ in found], features)
+        frame = pd.DataFrame(rows, columns=features)
+        for position, name in enumerate(features):
+            if position not in cat_indices:
+                frame[name] = frame[name].astype("float32")  # as batch scoring passes them
+        scores = model.predict(Pool(frame, cat_features=cat_indices), thread_count=1)
+        ranked = sorted(
+            zip(found, (float(s) for s in scores), strict=True),
+            key=lambda pair: (-pair[1], pair[0][0]),
+        )
+        return Scored(tuple((item, s, source) for (item, source), s in ranked), version)
+
+    # --- model and tables ----------------------------------------------------------------------
+
+    def model(self) -> tuple[str, CatBoostRanker, list[str], list[int]]:
+        """The CURRENT model, its features and categorical ones. When CURRENT moves, one request
+        loads the new model while the others go on with the old one (their answers name it)."""
+        from ranker.score import load_model
+
+        root = artifacts.models_dir(self.settings.artifacts_dir)
+        name = artifacts.current_name(root)
+        loaded = self._model
+        if loaded is not None and loaded[0] == name:
+            return loaded
+        if not self._model_lock.acquire(blocking=loaded is None):
+            assert loaded is not None
+            return loaded  # another request is loading the new CURRENT
+        try:
+            loaded = self._model
+            if loaded is not None and loaded[0] == name:
+                return loaded
+            version = artifacts.current_version(root)
+            features = list(version.metadata["features"])
+            categorical = set(version.metadata["categorical_features"])
+            loaded = (
+                version.version,
+                load_model(version),
+                features,
+                [i for i, f in enumerate(features) if f in categorical],
+            )
+            self._model = loaded
+            return loaded
+        finally:
+            self._model_lock.release()
+
+    def tables(self, reader: CacheReader, features: Sequence[str]) -> OnlineTables:
+        """The online tables of ``reader``'s generation, read once (one request reads them; the
+        others wait)."""
+        key = f"{reader.path}|{','.join(features)}"
+        found = self._tables.get(key)
+        if found is None:
+            with self._tables_lock:
+                found = self._tables.get(key)
+                if found is None:
+                    with reader.lock:
+                        if reader.closed:
+                            raise OnlineUnavailable("the cache generation was replaced; ask again")
+                        try:
+                            found = OnlineTables(reader, features)
+                        except OnlineUnavailable as exc:
+                            found = exc
+                    if not isinstance(found, OnlineUnavailable):
+                        try:
+                            self._check_features(found, features)
+                        except OnlineUnavailable as exc:
+                            found = exc
+                    self._tables = {key: found}  # one generation at a time
+        if isinstance(found, OnlineUnavailable):
+            raise found
+        return found
+
+    def warm(self, reader: CacheReader) -> str | None:
+        """Load the model and ``reader``'s online tables before the first request; None when
+        online scoring can answer, else why not."""
+        try:
+            _, _, features, _ = self.model()
+            self.tables(reader, features)
+        except (OnlineUnavailable, artifacts.ArtifactError) as exc:
+            return str(exc)
+        return None
+
+    def _check_features(
+        self, tables: OnlineTables | OnlineUnavailable, features: Sequence[str]
+    ) -> None:
+        if isinstance(tables, OnlineUnavailable):
+            return
+        computed = set(tables.feature_columns) | {"task_type"} | set(self.registry.context_names)
+        missing = [f for f in features if f not in computed]
+        if missing:
+            raise OnlineUnavailable(
+                f"the current model uses features the cache's online tables lack: {missing}; "
+                "run `unirank-cli build` and `unirank-cli score` with the model's registry"
+            )
+
+    # --- candidates ----------------------------------------------------------------------------
+
+    def full_context(self, canvas: Canvas, context: Mapping[str, str]) -> dict[str, Any]:
+        """Every registry context column: the request's value, or the column's sentinel."""
+        full: dict[str, Any] = {}
+        for column in self.registry.context_columns:
+            value = context.get(column.name) if column.name in canvas.context_columns else None
+            full[column.name] = column.sentinel if value is None else value
+        return full
+
+    def candidates(
+        self, tables: OnlineTables, canvas: Canvas, context: Mapping[str, Any]
+    ) -> list[tuple[str, str]]:
+        """(item, source) as macro serving_candidates finds them: the canvas's sources in declared
+        order, an item kept at its first (source, rank), the candidate rules, the cap."""
+        assert canvas.serving is not None
+        registry = self.registry
+        per_source = registry.serving.items_per_source
+        found: dict[str, tuple[int, int, str]] = {}
+        for priority, source in enumerate(canvas.serving.sources, start=1):
+            for rank, item in enumerate(
+                self.source_items(tables, canvas, source, context)[:per_source], start=1
+            ):
+                if item not in found:
+                    found[item] = (priority, rank, source)
+        names = registry.context_names
+        if "source_item_id" in names and canvas.exclude_source_item:
+            found.pop(str(context["source_item_id"]), None)
+        if "user_id" in names and canvas.exclude_engaged:
+            for item in tables.user_items.get(str(context["user_id"]), {}):
+                found.pop(item, None)
+        ordered = sorted(found.items(), key=lambda pair: (pair[1][0], pair[1][1], pair[0]))
+        cap = registry.serving.candidates_per_context
+        return [(item, where[2]) for item, where in ordered[:cap]]
+
+    def source_items(
+        self, tables: OnlineTables, canvas: Canvas, source: str, context: Mapping[str, Any]
+    ) -> list[str]:
+        """One source's items for the context, in source-rank order (int_retrieval_sources)."""
+        reader = tables.reader
+        names = self.registry.context_names
+        if source == "popular_in_canvas":
+            return self._fallback(reader, source, canvas.name)
+        if source == "popular_in_category":
+            category = self._category_key(tables, context)
+            return [] if category is None else self._fallback(reader, source, category)
+        if source == "coengagement":
+            return self._fallback(reader, source, str(context["source_item_id"]))
+        if source == "title_match":
+            query = str(context["query_text"])
+            known = self._fallback(reader, source, query)
+            return known or self._title_matches(tables, query)
+        if source == "user_categories" and "user_id" in names:
+            return self._user_categories(tables, str(context["user_id"]))
+        return []
+
+    def _fallback(self, reader: CacheReader, source: str, key: str) -> list[str]:
+        with reader.lock:
+            if reader.closed:
+                raise OnlineUnavailable("the cache generation was replaced; ask again")
+            return reader.fallback_items(source, key)
+
+    def _category_key(self, tables: OnlineTables, context: Mapping[str, Any]) -> str | None:
+        names = self.registry.context_names
+        if "category" in names and context["category"] != self.registry.sentinel("category"):
+            return str(context["category"])
+        if "source_item_id" in names:
+            item = tables.catalogue.get(str(context["source_item_id"]))
+            return None if item is None or item.category is None else str(item.category)
+        return None
+
+    def _title_matches(self, tables: OnlineTables, query: str) -> list[str]:
+        """Items whose title shares words with an unseen query: match share, then engagements
+        over the lookback, then item id (int_retrieval_sources' title_match)."""
+        words = tables.query_tokens(query)
+        matched: dict[str, int] = {}
+        for word in words:
+            for item in tables.token_items.get(word, ()):
+                matched[item] = matched.get(item, 0) + 1
+
+        def order(item: str) -> tuple[int, int, str]:
+            engagements = tables.catalogue[item].recent_engagements or 0
+            return (-matched[item], -int(engagements), item)
+
+        return sorted(matched, key=order)
+
+    def _user_categories(self, tables: OnlineTables, user: str) -> list[str]:
+        """Popular items of the user's 3 most engaged categories, interleaved by rank."""
+        categories = sorted(
+            ((c, n) for c, n in tables.user_categories.get(user, {}).items() if c is not None),
+            key=lambda pair: (-pair[1], pair[0]),
+        )[:3]
+        per_source = self.registry.serving.items_per_source
+        ranked: list[tuple[int, int, str]] = []
+        for category_rank, (category, _) in enumerate(categories, start=1):
+            popular = self._fallback(tables.reader, "popular_in_category", str(category))
+            for rank, item in enumerate(popular[:per_source], start=1):
+                ranked.append((rank, category_rank, item))
+        return [item for _, _, item in sorted(ranked)]
+
+    # --- features ------------------------------------------------------------------------------
+
+    def features(
+        self,
+        tables: OnlineTables,
+        canvas: Canvas,
+        context: Mapping[str, Any],
+        items: Sequence[str],
+        features: Sequence[str],
+    ) -> list[list[Any]]:
+        """One row per item, the model's feature columns in order, as int_probe_features has them."""
+        registry = self.registry
+        defaults = {c.name: c.default for c in registry.feature_columns}
+        applies = {
+            c.name: f.applies_to(canvas.name) for f in registry.feature_models for c in f.columns
+        }
+        evaluated = {
+            f.model: f.applies_to(canvas.name)
+            for f in registry.feature_models
+            if f.model in CONTEXT_FEATURES
+        }
+        rows: list[list[Any]] = []
+        for item in items:
+            values: dict[str, Any] = dict(tables.item_features.get((canvas.name, item)) or defaults)
+            if evaluated.get("int_features__user_history"):
+                values.update(self._user_history(tables, context, item))
+            if evaluated.get("int_features__coengagement"):
+                values.update(self._coengagement(tables, context, item))
+            if evaluated.get("int_features__context_match"):
+                values.update(self._context_match(tables, context, item))
+            row: list[Any] = []
+            for name in features:
+                if name == "task_type":
+                    row.append(canvas.name)
+                elif name in defaults:
+                    row.append(
+                        values.get(name, defaults[name]) if applies[name] else defaults[name]
+                    )
+                else:
+                    row.append(context[name])  # a context column used as a feature
+            rows.append(row)
+        return rows
+
+    def _user_history(
+        self, tables: OnlineTables, context: Mapping[str, Any], item: str
+    ) -> dict[str, Any]:
+        user = str(context["user_id"])
+        if user == str(self.registry.sentinel("user_id")):
+            return {}  # anonymous: the declared defaults
+        engaged = tables.user_items.get(user, {})
+        total = sum(engaged.values())
+        catalogued = tables.catalogue.get(item)
+        category = None if catalogued is None else catalogued.category
+        in_category = tables.user_categories.get(user, {}).get(category, 0)
+        return {
+            "user_engagements": total,
+            "user_category_engagements": in_category,
+            "user_category_affinity": 0.0 if total == 0 else in_category / total,
+            "user_item_engagements": engaged.get(item, 0),
+        }
+
+    def _coengagement(
+        self, tables: OnlineTables, context: Mapping[str, Any], item: str
+    ) -> dict[str, Any]:
+        source = str(context["source_item_id"])
+        if source == str(self.registry.sentinel("source_item_id")):
+            return {}
+        return {"source_coengagement": tables.pairs.get(source, {}).get(item, 0)}
+
+    def _context_match(
+        self, tables: OnlineTables, context: Mapping[str, Any], item: str
+    ) -> dict[str, Any]:
+        """int_features__context_match for one candidate."""
+        registry = self.registry
+        names = registry.context_names
+        catalogued = tables.catalogue.get(item)
+        category = None if catalogued is None else catalogued.category
+        values: dict[str, Any] = {}
+        if "query_text" in names:
+            query = str(context["query_text"])
+            if query == str(registry.sentinel("query_text")):
+                values["query_title_match"] = -1.0
+            else:
+                words = tables.query_tokens(query)
+                title = set(tables.title_tokens.get(item, ()))
+                matched = sum(1 for w in words if w in title)
+                values["query_title_match"] = matched / len(words) if words and matched else 0.0
+        if "category" in names:
+            browsed = str(context["category"])
+            if browsed == str(registry.sentinel("category")):
+                values["category_match"] = -1
+            else:
+                values["category_match"] = 1 if category is not None and category == browsed else 0
+        if "source_item_id" in names:
+            source = str(context["source_item_id"])
+            if source == str(registry.sentinel("source_item_id")):
+                values["source_category_match"] = -1
+            else:
+                source_item = tables.catalogue.get(source)
+                source_category = None if source_item is None else source_item.category
+                values["source_category_match"] = (
+                    1 if category is not None and source_category == category else 0
+                )
+        if "country" in names:
+            country = str(context["country"])
+            available = None if catalogued is None else catalogued.available_countries
+            if country == str(registry.sentinel("country")) or catalogued is None:
+                values["is_available_in_country"] = -1
+            elif available is None:  # NULL availability: neither test holds in SQL
+                values["is_available_in_country"] = 0
+            else:
+                listed = available == "" or f"|{country}|" in f"|{available}|"
+                values["is_available_in_country"] = 1 if listed else 0
+        return values
+
+
+# ---------------------------------------------------------------------------------------------
+# Train/serve skew, online edition: the online path against the batch one on served contexts.
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    canvas: str
+    context_key: str
+    item_id: str | None  # None: the candidate lists differ
+    column: str  # a feature, `score`, or `candidates`
+    batch: Any
+    online: Any
+
+    def __str__(self) -> str:
+        where = f"canvas {self.canvas!r}, context {self.context_key!r}"
+        if self.item_id is not None:
+            where += f", item {self.item_id!r}"
+        return f"{where}: {self.column} is {self.batch!r} in batch, {self.online!r} online"
+
+
+@dataclass(frozen=True)
+class SkewReport:
+    contexts: int
+    candidates: int
+    mismatches: tuple[Mismatch, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.mismatches
+
+
+def skew(
+    settings: Settings, contexts_per_canvas: int = 20, seed: int = 0, tolerance: float = 1e-9
+) -> SkewReport:
+    """Score ``contexts_per_canvas`` served contexts of every canvas both ways - the batch
+    features in the warehouse's serving_candidates, and the online path (candidates, features,
+    scores with the current model) - and list every difference. The cache must have been
+    scored from the same build (``unirank-cli score`` after the last build)."""
+    import duckdb
+    import numpy as np
+
+    from ranker.serve import current_reader
+
+    scorer = OnlineScorer(settings)
+    _, model, features, cat_indices = scorer.model()
+    reader = current_reader(settings)
+    tables = scorer.tables(reader, features)
+    registry = settings.registry
+    mismatches: list[Mismatch] = []
+    contexts = candidates = 0
+    warehouse = duckdb.connect(str(settings.duckdb_path), read_only=True)
+    try:
+        for canvas in registry.canvases:
+            if canvas.serving is None:
+                continue
+            keys = [
+                str(r[0])
+                for r in warehouse.execute(
+                    "select context_key from (select distinct context_key from serving_candidates "
+                    "where task_type = ?) order by hash(context_key || ?::varchar) limit ?",
+                    [canvas.name, str(seed), contexts_per_canvas],
+                ).fetchall()
+            ]
+            for key in keys:
+                frame = warehouse.execute(
+                    "select * from serving_candidates where task_type = ? and context_key = ? "
+                    "order by candidate_rank",
+                    [canvas.name, key],
+                ).df()
+                contexts += 1
+                candidates += len(frame)
+                context = {c: str(frame.iloc[0][c]) for c in canvas.context_columns}
+                full = scorer.full_context(canvas, context)
+                online_found = scorer.candidates(tables, canvas, full)
+                batch_found = list(zip(frame["item_id"], frame["candidate_source"], strict=True))
+                if online_found != batch_found:
+                    mismatches.append(
+                        Mismatch(canvas.name, key, None, "candidates", batch_found, online_found)
+                    )
+                items = [str(i) for i in frame["item_id"]]
+                rows = scorer.features(tables, canvas, full, items, features)
+                for position, name in enumerate(features):
+                    if name not in frame.columns:
+                        continue
+                    for item, batch_value, row in zip(items, frame[name], rows, strict=True):
+                        online_value = row[position]
+                        if not _same(batch_value, online_value, tolerance):
+                            mismatches.append(
+                                Mismatch(canvas.name, key, item, name, batch_value, online_value)
+                            )
+                import pandas as pd
+                from catboost import Pool
+
+                online_frame = pd.DataFrame(rows, columns=features)
+                batch_frame = frame[features].copy()
+                for position, name in enumerate(features):
+                    if position not in cat_indices:
+                        online_frame[name] = online_frame[name].astype("float32")
+                        batch_frame[name] = batch_frame[name].astype("float32")
+                online_scores = model.predict(Pool(online_frame, cat_features=cat_indices))
+                batch_scores = model.predict(Pool(batch_frame, cat_features=cat_indices))
+                for item, b, o in zip(items, batch_scores, online_scores, strict=True):
+                    if not np.isclose(b, o, rtol=0, atol=1e-9):
+                        mismatches.append(
+                            Mismatch(canvas.name, key, item, "score", float(b), float(o))
+                        )
+    finally:
+        warehouse.close()
+    return SkewReport(contexts, candidates, tuple(mismatches))
+
+
+def _same(batch: Any, online: Any, tolerance: float) -> bool:
+    if isinstance(batch, float) or isinstance(online, float):
+        try:
+            return abs(float(batch) - float(online)) <= tolerance
+        except (TypeError, ValueError):
+            return False
+    if hasattr(batch, "item"):
+        batch = batch.item()
+    return bool(batch == online) or (str(batch) == str(online))
