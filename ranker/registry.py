@@ -86,7 +86,7 @@ Scalar = Union[str, int, float]  # noqa: UP007 (pydantic reads the union at runt
 class Strict(BaseModel):
     """Every registry block: unknown keys are errors, values are immutable."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class Inputs(Strict):

@@ -187,6 +187,7 @@ class CacheReader:
         self.lock = threading.Lock()
         self.closed = False
         self._cached: _CachedRows | None = None
+        self._point_lookups = 0
         self._catalogue: dict[str, _CatalogueItem] | None = None
         self._title_words: dict[str, list[str]] | None = None
         self._countries: set[str] | None = None
@@ -226,9 +227,35 @@ class CacheReader:
             )
         return self._cached
 
-    def is_cached(self, task: str, key: str) -> bool:
-        """Whether the cache has rows for (task, key): an unseen context needs no query."""
-        return (task, key) in self.cached_rows().spans
+    POINT_LOOKUPS = 8  # lookups answered by a query each before the whole cache is loaded
+
+    def cached_list(self, task: str, key: str) -> list[tuple[str, Any, str]] | None:
+        """The cached (item, score, source) rows of (task, key) in rank order, None when the
+        cache does not hold it. The first POINT_LOOKUPS lookups of a reader query the file (a
+        one-shot `unirank-cli recommend` reads one context, not the whole cache); after that,
+        or after :meth:`cached_rows` (``warm``), they slice the in-memory columns."""
+        if self._cached is None and self._point_lookups < self.POINT_LOOKUPS:
+            self._point_lookups += 1
+            rows = self.connection.execute(
+                "select item_id, score, source from recommendations "
+                "where task_type = ?::varchar and context_key = ?::varchar order by rank",
+                [task, key],
+            ).fetchall()
+            return [(str(i), s, str(src)) for i, s, src in rows] or None
+        cached = self.cached_rows()
+        span = cached.spans.get((task, key))
+        if span is None:
+            return None
+        start, stop = span
+        return [
+            (str(i), s, str(src))
+            for i, s, src in zip(
+                cached.item_id[start:stop].to_pylist(),
+                cached.score[start:stop].to_pylist(),
+                cached.source[start:stop].to_pylist(),
+                strict=True,
+            )
+        ]
 
     def catalogue(self) -> dict[str, _CatalogueItem]:
         if self._catalogue is None:
@@ -498,15 +525,16 @@ def recommend(
             if reader.closed:  # replaced by a newer generation meanwhile: ask again
                 continue
             _check_country(reader, country)
-            if mode == "cache_only" or (
-                mode == "cache_then_online" and reader.is_cached(canvas.name, key)
-            ):
-                return _lookup(reader, canvas, key, k, country)
+            cached = None if mode == "online" else reader.cached_list(canvas.name, key)
+            if mode == "cache_only" or cached is not None:
+                return _lookup(reader, canvas, key, k, country, cached)
         scored, over_budget = _score_online(settings, reader, canvas, values)
         with reader.lock:
             if reader.closed:
                 continue
-            return _lookup(reader, canvas, key, k, country, scored, over_budget)
+            if scored is None and mode == "online":  # over budget: the cache, if it holds it
+                cached = reader.cached_list(canvas.name, key)
+            return _lookup(reader, canvas, key, k, country, cached, scored, over_budget)
 
 
 _scorers: dict[int, tuple[Settings, OnlineScorer]] = {}
@@ -557,11 +585,13 @@ def _lookup(
     key: str,
     k: int,
     country: str | None,
+    cached: list[tuple[str, Any, str]] | None,
     scored: Scored | None = None,
     over_budget: bool = False,
 ) -> Recommendations:
-    """The answer: the context scored online (``scored``) or its cached list, then the canvas's
-    fallback chain for what is missing; items not available in ``country`` are skipped."""
+    """The answer: the context scored online (``scored``) or its ``cached`` list, then the
+    canvas's fallback chain for what is missing; items not available in ``country`` are
+    skipped."""
     assert canvas.serving is not None
     rows: list[tuple[str, Any, str]] = []
     model_version, answered_by = reader.model_version, ""
@@ -573,20 +603,11 @@ def _lookup(
                 if len(rows) == k:
                     break
     else:
-        cached = reader.cached_rows()
-        span = cached.spans.get((canvas.name, key))
-        if span is not None:
-            start, stop = span
-            for item_id, score, source in zip(
-                cached.item_id[start:stop].to_pylist(),
-                cached.score[start:stop].to_pylist(),
-                cached.source[start:stop].to_pylist(),
-                strict=True,
-            ):
-                if reader.available(str(item_id), country):
-                    rows.append((str(item_id), score, str(source)))
-                    if len(rows) == k:
-                        break
+        for item_id, score, source in cached or ():
+            if reader.available(item_id, country):
+                rows.append((item_id, score, source))
+                if len(rows) == k:
+                    break
         answered_by = "cache" if rows else ""
     items = [
         Recommendation(i + 1, item_id, None if score is None else float(score), source)

@@ -214,9 +214,10 @@ def _free_port() -> int:
 def test_a_cache_publish_and_a_model_swap_under_load_fail_no_request(
     served_copy: Settings,
 ) -> None:
-    """A real server (uvicorn) and client (httpx) from 6 threads while `score --keep 1`
-    publishes twice and another model becomes CURRENT: every request answers 200, and after the
-    swap the answers say the cache's model is no longer the current one."""
+    """A real server (uvicorn) and client (httpx) from 6 threads, cached lookups and users the
+    cache does not hold (scored online), while `score --keep 1` publishes twice and another
+    model becomes CURRENT: every request answers 200, after the swap the cached answers say the
+    cache's model is no longer the current one, and online answers are scored by the new one."""
     import uvicorn
 
     from ranker.score import score_candidates
@@ -245,6 +246,15 @@ def test_a_cache_publish_and_a_model_swap_under_load_fail_no_request(
                         answered[0] += 1
                         if got.status_code != 200 or got.json()["answered_by"] != "cache":
                             failures.append(f"{got.status_code} {got.text[:200]}")
+                # a user the cache does not hold: scored online, or over budget the fallbacks
+                got = http.get("/recommend/home", params={"user_id": f"new-{answered[0]}"})
+                with lock:
+                    answered[0] += 1
+                    body = got.json() if got.status_code == 200 else {}
+                    if not body.get("items") or not (
+                        body["answered_by"] == "online" or body["over_budget"]
+                    ):
+                        failures.append(f"{got.status_code} {got.text[:200]}")
 
     threads = [threading.Thread(target=load) for _ in range(6)]
     for thread in threads:
@@ -265,12 +275,20 @@ def test_a_cache_publish_and_a_model_swap_under_load_fail_no_request(
             thread.join()
     with httpx.Client(base_url=f"http://127.0.0.1:{port}") as http:
         after = http.get("/recommend/home", params={"user_id": cached["home"][0]}).json()
+        deadline = time.monotonic() + 10
+        while True:  # the first online request after the swap loads the new model
+            online = http.get("/recommend/home", params={"user_id": "after-swap"}).json()
+            if online["model_version"] == new or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
     server.should_exit = True
     serving.join(timeout=10)
     assert not failures, failures[:5]
     assert answered[0] > 100
     assert after["cache_generation"] in generations
     assert after["current_model_version"] == new and after["stale_model"] is True
+    assert online["answered_by"] == "online" and online["model_version"] == new
+    assert online["stale_model"] is False
 
 
 def test_the_curls_score_prints_work_against_unirank_cli_serve(served_copy: Settings) -> None:
