@@ -642,6 +642,41 @@ def recommend(
             _print_recommendations(result)
 
 
+@app.command("check-online")
+def check_online(
+    contexts: Annotated[
+        int, typer.Option(min=1, help="Cached contexts of each canvas to compare.")
+    ] = 20,
+    vars_text: VarsOption = None,
+    project_dir: ProjectDir = Path("."),
+) -> None:
+    """Check that online scoring agrees with batch serving (train/serve skew, online edition).
+
+    For cached contexts of every served canvas, computes what online scoring computes for a
+    context the cache does not hold - candidates from the canvas's sources, every feature, the
+    current model's scores - and compares it with the warehouse's serving_candidates, the SQL
+    the model was trained on. Lists every difference (canvas, context, item, column) and exits
+    1 on any. Run it after `score`, for example when you add a feature of `grain: item`.
+    """
+    from ranker import online
+
+    with _known_errors():
+        settings = _settings(project_dir, vars_text)
+        report = online.skew(settings, contexts_per_canvas=contexts)
+    summary = f"{report.contexts:,} contexts, {report.candidates:,} candidates"
+    if report.ok:
+        out.print(f"online scoring agrees with batch serving: {summary}, 0 differences")
+        return
+    console.print(
+        f"[bold red]online scoring differs from batch serving:[/] {summary}, "
+        f"{len(report.mismatches):,} differences; the first:",
+        highlight=False,
+    )
+    for mismatch in report.mismatches[:20]:
+        console.print(f"  {escape(str(mismatch))}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code=1)
+
+
 @app.command("serve")
 def serve_http(
     host: Annotated[str, typer.Option(help="Interface to listen on (0.0.0.0 = every one).")] = (

@@ -27,6 +27,7 @@ parameter (``ranker.serve``).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -52,12 +53,13 @@ from ranker.config import Settings
 from ranker.serve import (
     MAX_K,
     CacheMissingError,
+    Pending,
     Recommendations,
     RecommendError,
+    begin,
     current_cache_path,
     current_reader,
     online_scorer,
-    recommend,
 )
 from ranker.serve import warm as warm_cache  # the lifespan below is called warm
 
@@ -236,7 +238,7 @@ def create_app(settings: Settings, sample_rate: float = 0.0) -> FastAPI:
     app.state.metrics = metrics
     app.state.answers = answers
 
-    def answer(
+    async def answer(
         canvas: str, context: Mapping[str, str], k: int | None, country: str | None
     ) -> tuple[int, dict[str, Any], str]:
         """(HTTP status, JSON body, the path that answered or the error kind)."""
@@ -280,7 +282,9 @@ def create_app(settings: Settings, sample_rate: float = 0.0) -> FastAPI:
                 "error",
             )
         try:
-            result = recommend(canvas, dict(context), k=k, country=country, settings=settings)
+            result = begin(canvas, dict(context), k=k, country=country, settings=settings)
+            if isinstance(result, Pending):
+                result = await _scored(result)
         except CacheMissingError as exc:
             current = _current_model(settings)
             command = (
@@ -291,11 +295,11 @@ def create_app(settings: Settings, sample_rate: float = 0.0) -> FastAPI:
             return 422, {"error": str(exc), "field": exc.field}, "error"
         return 200, _body(result, settings), result.answered_by
 
-    def respond(
+    async def respond(
         canvas: str, context: Mapping[str, str], k: int | None, country: str | None
     ) -> JSONResponse:
         started = time.perf_counter()
-        status, body, path = answer(canvas, context, k, country)
+        status, body, path = await answer(canvas, context, k, country)
         seconds = time.perf_counter() - started
         if status == 200:
             answers.maybe_write({"context": context, "k": k, "country": country}, body)
@@ -341,14 +345,14 @@ def create_app(settings: Settings, sample_rate: float = 0.0) -> FastAPI:
                 return _error(422, f"k must be an integer from 1 to {MAX_K}", "k")
             if not 1 <= k <= MAX_K:
                 return _error(422, f"k must be an integer from 1 to {MAX_K}, got {k}", "k")
-        return respond(canvas, context, k, params.get("country"))
+        return await respond(canvas, context, k, params.get("country"))
 
     @app.post("/recommend", response_model=Answer, tags=["recommend"])
     async def recommend_post(body: RecommendBody) -> Response:
         """The same as ``GET /recommend/{canvas}`` with a JSON body."""
         if body.k is not None and not 1 <= body.k <= MAX_K:
             return _error(422, f"k must be an integer from 1 to {MAX_K}, got {body.k}", "k")
-        return respond(body.canvas, body.context, body.k, body.country)
+        return await respond(body.canvas, body.context, body.k, body.country)
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:
@@ -378,6 +382,22 @@ def create_app(settings: Settings, sample_rate: float = 0.0) -> FastAPI:
         return PlainTextResponse(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+async def _scored(pending: Pending) -> Recommendations:
+    """Wait for online scoring within the canvas's budget without holding the event loop (other
+    requests, cached ones included, are answered meanwhile); over it, the cache or the fallback
+    chain answers and says so. The scoring itself is not cancelled: its result is kept for the
+    next lookup of that context."""
+    waiting = asyncio.wrap_future(pending.future)
+    try:
+        scored = await asyncio.wait_for(asyncio.shield(waiting), pending.budget_seconds)
+    except asyncio.TimeoutError:
+        return pending.finish(None, over_budget=True)
+    except Exception as exc:  # see Pending.failed: the cache and the fallbacks still answer
+        pending.failed(exc)
+        return pending.finish(None)
+    return pending.finish(scored)
 
 
 def _online_status(settings: Settings) -> dict[str, dict[str, Any]]:

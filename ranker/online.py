@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from ranker import artifacts
 from ranker.config import Settings
+from ranker.errors import UnirankError
 from ranker.registry import Canvas, Registry
 
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ CONTEXT_FEATURES = {  # built-in feature models evaluated here, and what each re
 }
 
 
-class OnlineUnavailable(Exception):
+class OnlineUnavailable(UnirankError):
     """Online scoring cannot answer with this cache and model; the message says why."""
 
 
@@ -193,7 +194,6 @@ class OnlineScorer:
 
     def score(self, reader: CacheReader, canvas: Canvas, context: Mapping[str, str]) -> Scored:
         """Every candidate of ``context`` on ``canvas``, scored by the current model, best first."""
-        import pandas as pd
         from catboost import Pool
 
         version, model, features, cat_indices = self.model()
@@ -203,11 +203,9 @@ class OnlineScorer:
         if not found:
             return Scored((), version)
         rows = self.features(tables, canvas, full, [item for item, _ in found], features)
-        frame = pd.DataFrame(rows, columns=features)
-        for position, name in enumerate(features):
-            if position not in cat_indices:
-                frame[name] = frame[name].astype("float32")  # as batch scoring passes them
-        scores = model.predict(Pool(frame, cat_features=cat_indices), thread_count=1)
+        # Rows as Python lists: CatBoost converts the numbers to float32 as batch scoring passes
+        # them (the same predictions, tested), several times faster than a DataFrame here.
+        scores = model.predict(Pool(rows, cat_features=cat_indices), thread_count=1)
         ranked = sorted(
             zip(found, (float(s) for s in scores), strict=True),
             key=lambda pair: (-pair[1], pair[0][0]),
@@ -565,6 +563,18 @@ def skew(
     contexts = candidates = 0
     warehouse = duckdb.connect(str(settings.duckdb_path), read_only=True)
     try:
+        with reader.lock:
+            scored_build = reader.connection.execute(
+                "select dbt_invocation_id from cache_info"
+            ).fetchall()[0][0]
+        built = warehouse.execute(
+            "select max(dbt_invocation_id) from serving_candidates"
+        ).fetchall()[0][0]
+        if scored_build != built:
+            raise UnirankError(
+                f"the current cache {reader.path.name} was scored from another build of the "
+                "warehouse than the one there now: run `unirank-cli score`, then check again"
+            )
         for canvas in registry.canvases:
             if canvas.serving is None:
                 continue

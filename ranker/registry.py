@@ -20,6 +20,7 @@ import typing
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -468,9 +469,10 @@ class Registry(Strict):
                 return col.sentinel
         raise RegistryError(f"unknown context column {column!r}")
 
-    @property
+    @cached_property
     def feature_models(self) -> tuple[ResolvedFeature, ...]:
-        """Every feature model with its columns (a built-in's, cut to the declared context)."""
+        """Every feature model with its columns (a built-in's, cut to the declared context);
+        computed once (a lookup asks for it on every call)."""
         return tuple(_resolve(f, self.context_names) for f in self.features)
 
     def offline_features(self, canvas: str) -> tuple[str, ...]:

@@ -19,6 +19,7 @@ import os
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from pathlib import Path
@@ -512,6 +513,76 @@ def recommend(
     search, source item id for related, category for category) or a mapping holding it.
     ``country`` keeps only items available there. Raises :class:`RecommendError` on bad input.
     """
+    answer = begin(task, context, k, country, settings)
+    if isinstance(answer, Recommendations):
+        return answer
+    try:
+        return answer.finish(answer.future.result(timeout=answer.budget_seconds))
+    except FutureTimeout:
+        return answer.finish(None, over_budget=True)
+    except Exception as exc:  # see Pending.failed: the cache and the fallbacks still answer
+        answer.failed(exc)
+        return answer.finish(None)
+
+
+@dataclass
+class Pending:
+    """A lookup waiting for online scoring: ``future`` gives the context's scored candidates;
+    :meth:`finish` makes the answer from them (``None``: over budget or failed, so the cache or
+    the fallback chain answers). The HTTP service awaits the future without blocking."""
+
+    settings: Settings
+    reader: CacheReader
+    canvas: Canvas
+    values: dict[str, str]
+    key: str
+    k: int
+    country: str | None
+    mode: str
+    future: Future[Scored]
+    budget_seconds: float
+
+    def failed(self, exc: BaseException) -> None:
+        """Online scoring that cannot run (no online tables, a model whose features they lack)
+        is logged once, anything else every time; the lookup goes on without it (/readyz says
+        why)."""
+        from ranker.online import OnlineUnavailable
+
+        if isinstance(exc, OnlineUnavailable):
+            if str(exc) not in _unavailable_logged:
+                _unavailable_logged.add(str(exc))
+                logger.warning("online scoring unavailable: %s", exc)
+        else:
+            logger.error(
+                "online scoring of %s %s failed", self.canvas.name, self.values, exc_info=exc
+            )
+
+    def finish(self, scored: Scored | None, over_budget: bool = False) -> Recommendations:
+        while True:
+            reader = self.reader
+            with reader.lock:
+                if not reader.closed:
+                    cached = None
+                    if scored is None and self.mode == "online":  # the cache, if it holds it
+                        cached = reader.cached_list(self.canvas.name, self.key)
+                    return _lookup(
+                        reader, self.canvas, self.key, self.k, self.country, cached, scored,
+                        over_budget,
+                    )  # fmt: skip
+            # A new generation was published meanwhile: answer with its reader (what was scored
+            # stays valid: the same model, the features of the build before).
+            self.reader = _reader(self.settings)
+
+
+def begin(
+    task: str,
+    context: str | Mapping[str, str | None],
+    k: int | None = None,
+    country: str | None = None,
+    settings: Settings | None = None,
+) -> Recommendations | Pending:
+    """The answer when the cache or the fallback chain gives it at once, else the online scoring
+    started for it (:class:`Pending`). :func:`recommend` waits for it; the HTTP service awaits."""
     if settings is None:
         settings = _default_settings()
     canvas, k = _validate(settings.registry, task, k)
@@ -528,13 +599,16 @@ def recommend(
             cached = None if mode == "online" else reader.cached_list(canvas.name, key)
             if mode == "cache_only" or cached is not None:
                 return _lookup(reader, canvas, key, k, country, cached)
-        scored, over_budget = _score_online(settings, reader, canvas, values)
-        with reader.lock:
-            if reader.closed:
-                continue
-            if scored is None and mode == "online":  # over budget: the cache, if it holds it
-                cached = reader.cached_list(canvas.name, key)
-            return _lookup(reader, canvas, key, k, country, cached, scored, over_budget)
+        try:
+            future = online_scorer(settings).submit(reader, canvas, values)
+        except Exception as exc:  # reported by Pending.failed, as a failure of the scoring
+            failed: Future[Scored] = Future()
+            failed.set_exception(exc)
+            future = failed
+        return Pending(
+            settings, reader, canvas, values, key, k, country, mode, future,
+            canvas.serving.online_timeout_ms / 1000,
+        )  # fmt: skip
 
 
 _scorers: dict[int, tuple[Settings, OnlineScorer]] = {}
@@ -552,31 +626,6 @@ def online_scorer(settings: Settings) -> OnlineScorer:
             found = (settings, OnlineScorer(settings))
             _scorers[id(settings)] = found
         return found[1]
-
-
-def _score_online(
-    settings: Settings, reader: CacheReader, canvas: Canvas, values: Mapping[str, str]
-) -> tuple[Scored | None, bool]:
-    """(the context scored online, or None; whether it ran over the canvas's budget). Online
-    scoring that cannot run (no online tables, a model whose features they lack) is logged once
-    and the lookup goes on without it; the service's /readyz says why."""
-    from ranker.online import OnlineUnavailable
-
-    assert canvas.serving is not None
-    budget = canvas.serving.online_timeout_ms / 1000
-    try:
-        future = online_scorer(settings).submit(reader, canvas, values)
-        return future.result(timeout=budget), False
-    except FutureTimeout:
-        return None, True
-    except OnlineUnavailable as exc:
-        if str(exc) not in _unavailable_logged:
-            _unavailable_logged.add(str(exc))
-            logger.warning("online scoring unavailable: %s", exc)
-        return None, False
-    except Exception:  # a failure online must not fail the lookup: the cache and fallbacks answer
-        logger.exception("online scoring of %s %s failed", canvas.name, dict(values))
-        return None, False
 
 
 def _lookup(

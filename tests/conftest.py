@@ -156,6 +156,20 @@ def with_serving_mode(settings: Settings, mode: str) -> Settings:
     return dataclasses.replace(settings, registry=registry)
 
 
+def with_online_budget(settings: Settings, milliseconds: int) -> Settings:
+    """``settings`` with every served canvas's registry ``serving.online_timeout_ms`` set."""
+    canvases = tuple(
+        c.model_copy(
+            update={"serving": c.serving.model_copy(update={"online_timeout_ms": milliseconds})}
+        )
+        if c.serving is not None
+        else c
+        for c in settings.registry.canvases
+    )
+    registry = settings.registry.model_copy(update={"canvases": canvases})
+    return dataclasses.replace(settings, registry=registry)
+
+
 @pytest.fixture(scope="session")
 def cache_only_project(served_project: Settings) -> Settings:
     """`served_project` with every canvas in serving mode cache_only: what the cache and the

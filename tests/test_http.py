@@ -27,6 +27,7 @@ from ranker import artifacts
 from ranker.config import Settings
 from ranker.http_service import MAX_VALUE_CHARS, create_app
 from ranker.serve import current_cache_path
+from tests.conftest import with_online_budget
 
 CLI = Path(sys.executable).with_name("unirank-cli")
 
@@ -289,6 +290,57 @@ def test_a_cache_publish_and_a_model_swap_under_load_fail_no_request(
     assert after["current_model_version"] == new and after["stale_model"] is True
     assert online["answered_by"] == "online" and online["model_version"] == new
     assert online["stale_model"] is False
+
+
+def test_online_scoring_in_progress_does_not_hold_up_other_requests(
+    served_project: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A request whose context is being scored online waits without blocking the service: a
+    cached lookup sent meanwhile is answered while the online one is still scoring, which then
+    answers `online`."""
+    import uvicorn
+
+    from ranker.online import OnlineScorer
+
+    release, started = threading.Event(), threading.Event()
+    scored = OnlineScorer.score
+
+    def held(self: OnlineScorer, *args: object) -> object:
+        started.set()
+        release.wait(10)
+        return scored(self, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(OnlineScorer, "score", held)
+    settings = with_online_budget(served_project, 10_000)
+    port = _free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), port=port, log_level="warning", access_log=False)
+    )
+    serving = threading.Thread(target=server.run, daemon=True)
+    serving.start()
+    while not server.started:
+        time.sleep(0.05)
+    online: dict[str, object] = {}
+
+    def ask_online() -> None:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+            online.update(http.get("/recommend/home", params={"user_id": "held-user"}).json())
+
+    asking = threading.Thread(target=ask_online)
+    asking.start()
+    try:
+        assert started.wait(10)
+        key = _cached(served_project)["search"][0]
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+            cached = http.get("/recommend/search", params={"query_text": key}).json()
+        assert cached["answered_by"] == "cache"
+        assert not online  # still scoring
+    finally:
+        release.set()
+        asking.join(timeout=30)
+        server.should_exit = True
+        serving.join(timeout=10)
+    assert online["answered_by"] == "online" and online["over_budget"] is False
 
 
 def test_the_curls_score_prints_work_against_unirank_cli_serve(served_copy: Settings) -> None:

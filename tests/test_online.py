@@ -3,7 +3,6 @@ batch serving (train/serve skew, online edition), the per-canvas modes and budge
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 import time
@@ -19,14 +18,12 @@ from ranker.config import Settings
 from ranker.online import OnlineScorer, OnlineTables, skew
 from ranker.registry import RegistryError, parse_registry
 from ranker.serve import current_cache_path, recommend
-from tests.conftest import PROJECT_DIR, with_serving_mode
+from tests.conftest import PROJECT_DIR, with_online_budget, with_serving_mode
 
 pytestmark = pytest.mark.dbt
 
 
-def _cached(
-    settings: Settings, canvas: str
-) -> tuple[dict[str, str], list[tuple[str, float]]]:
+def _cached(settings: Settings, canvas: str) -> tuple[dict[str, str], list[tuple[str, float]]]:
     """A cached context of ``canvas`` (every context column it was scored with, the carried ones
     too) and its cached (item, score) list."""
     with duckdb.connect(str(current_cache_path(settings)), read_only=True) as con:
@@ -150,16 +147,7 @@ def test_over_the_budget_the_fallback_chain_answers_and_says_so(
     """Online scoring slower than the canvas's online_timeout_ms: the fallback chain answers at
     once, flagged over_budget; the scoring finishes meanwhile, so the next lookup of that
     context is answered online."""
-    home = served_project.registry.canvas("home")
-    assert home.serving is not None
-    tight = home.model_copy(
-        update={"serving": home.serving.model_copy(update={"online_timeout_ms": 20})}
-    )
-    canvases = tuple(tight if c.name == "home" else c for c in served_project.registry.canvases)
-    settings = dataclasses.replace(
-        served_project,
-        registry=served_project.registry.model_copy(update={"canvases": canvases}),
-    )
+    settings = with_online_budget(served_project, 20)
     scored = OnlineScorer.score
 
     def slow(self: OnlineScorer, *args: Any) -> Any:
@@ -278,3 +266,29 @@ def test_online_tables_hold_every_catalogue_item_per_served_canvas(
     assert {r[0] for r in rows} == served
     assert all(r[1] == r[2] == items for r in rows)
     assert clocks[0] == clocks[1]
+
+
+def test_cli_check_online_reports_agreement_and_lists_differences(
+    served_project: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`unirank-cli check-online`: 0 differences and exit 0 on the served project; with an
+    online feature off by one, exit 1 and the differences named."""
+    monkeypatch.setenv("UNIRANK_DUCKDB_PATH", str(served_project.duckdb_path))
+    monkeypatch.setenv("UNIRANK_ARTIFACTS_DIR", str(served_project.artifacts_dir))
+    command = ["check-online", "--contexts", "3", "--project-dir", str(PROJECT_DIR)]
+    agreed = CliRunner().invoke(app, command)
+    assert agreed.exit_code == 0, agreed.output
+    assert "0 differences" in " ".join(agreed.output.split())
+
+    matched = OnlineScorer._context_match
+
+    def off(self: OnlineScorer, *args: Any) -> dict[str, Any]:
+        values = matched(self, *args)
+        if values.get("category_match") == 1:
+            values["category_match"] = 0
+        return values
+
+    monkeypatch.setattr(OnlineScorer, "_context_match", off)
+    differed = CliRunner().invoke(app, command)
+    assert differed.exit_code == 1
+    assert "category_match is 1 in batch, 0 online" in " ".join(differed.output.split())
