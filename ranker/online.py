@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -38,11 +38,6 @@ if TYPE_CHECKING:
 ONLINE_TABLES = ("online_item_features", "online_user_items", "online_item_pairs")
 TITLE_TOKENS = 8  # the words of a query or title that count (macro split_tokens' max_tokens)
 SCORED_CONTEXTS = 4096  # scored contexts kept per process, least recently used dropped first
-CONTEXT_FEATURES = {  # built-in feature models evaluated here, and what each reads
-    "int_features__user_history": "user_id",
-    "int_features__coengagement": "source_item_id",
-    "int_features__context_match": None,
-}
 
 
 class OnlineUnavailable(UnirankError):
@@ -63,6 +58,19 @@ def tokens(text: str) -> list[str]:
     lowered by DuckDB, see :meth:`OnlineTables.query_tokens`)."""
     parts = text.strip(" ").lower().split(" ")[:TITLE_TOKENS]
     return list(dict.fromkeys(p for p in parts if p))
+
+
+# A context feature model evaluated for one request: item -> its columns (None: not applicable).
+ItemValues = Callable[[str], dict[str, Any]] | None
+
+
+@dataclass
+class _Plan:
+    rows: dict[str, list[Any]]  # item -> its row of item-grain features
+    default: list[Any]  # the row of an item the latest probes do not have
+    context_columns: list[tuple[int, str]]  # (position, context column used as a feature)
+    positions: dict[str, int]  # feature evaluated per request -> its position
+    evaluated: list[Callable[[OnlineTables, Mapping[str, Any]], ItemValues]]
 
 
 class OnlineTables:
@@ -115,17 +123,18 @@ class OnlineTables:
             ).fetchall():
                 self.pairs.setdefault(str(a), {})[str(b)] = int(count)
         self.catalogue = reader.catalogue()
-        self.title_tokens: dict[str, list[str]] = {}
+        self.title_tokens: dict[str, frozenset[str]] = {}
         self.token_items: dict[str, list[str]] = {}
         for item_id, words in connection.execute(
             "select item_id, list_distinct(list_filter("
             f"string_split(lower(trim(title)), ' ')[1:{TITLE_TOKENS}], lambda w: w <> '')) "
             "from item_catalogue where title is not null"
         ).fetchall():
-            self.title_tokens[str(item_id)] = list(words)
+            self.title_tokens[str(item_id)] = frozenset(words)
             for word in words:
                 self.token_items.setdefault(word, []).append(str(item_id))
         self.reader = reader
+        self.plans: dict[tuple[str, tuple[str, ...]], _Plan] = {}
 
     def query_tokens(self, query: str) -> list[str]:
         if query.isascii():
@@ -405,108 +414,151 @@ class OnlineScorer:
         features: Sequence[str],
     ) -> list[list[Any]]:
         """One row per item, the model's feature columns in order, as int_probe_features has them."""
-        registry = self.registry
-        defaults = {c.name: c.default for c in registry.feature_columns}
-        applies = {
-            c.name: f.applies_to(canvas.name) for f in registry.feature_models for c in f.columns
-        }
-        evaluated = {
-            f.model: f.applies_to(canvas.name)
-            for f in registry.feature_models
-            if f.model in CONTEXT_FEATURES
-        }
+        plan = self._plan(tables, canvas.name, features)
+        filled = [(position, context[name]) for position, name in plan.context_columns]
+        per_item = [values for evaluate in plan.evaluated if (values := evaluate(tables, context))]
         rows: list[list[Any]] = []
         for item in items:
-            values: dict[str, Any] = dict(tables.item_features.get((canvas.name, item)) or defaults)
-            if evaluated.get("int_features__user_history"):
-                values.update(self._user_history(tables, context, item))
-            if evaluated.get("int_features__coengagement"):
-                values.update(self._coengagement(tables, context, item))
-            if evaluated.get("int_features__context_match"):
-                values.update(self._context_match(tables, context, item))
-            row: list[Any] = []
-            for name in features:
-                if name == "task_type":
-                    row.append(canvas.name)
-                elif name in defaults:
-                    row.append(
-                        values.get(name, defaults[name]) if applies[name] else defaults[name]
-                    )
-                else:
-                    row.append(context[name])  # a context column used as a feature
+            row = list(plan.rows.get(item, plan.default))
+            for position, value in filled:
+                row[position] = value
+            for values in per_item:
+                for name, value in values(item).items():
+                    at = plan.positions.get(name)
+                    if at is not None:
+                        row[at] = value
             rows.append(row)
         return rows
 
-    def _user_history(
-        self, tables: OnlineTables, context: Mapping[str, Any], item: str
-    ) -> dict[str, Any]:
+    def _plan(self, tables: OnlineTables, canvas: str, features: Sequence[str]) -> _Plan:
+        """Per canvas and model, once per generation: each item's row of the features read from
+        the latest probes (declared defaults where a feature is not for the canvas), where the
+        context columns go, and the context features to evaluate per request."""
+        key = (canvas, tuple(features))
+        plan = tables.plans.get(key)
+        if plan is not None:
+            return plan
+        registry = self.registry
+        defaults = {c.name: c.default for c in registry.feature_columns}
+        applies = {c.name: f.applies_to(canvas) for f in registry.feature_models for c in f.columns}
+
+        def row_of(values: Mapping[str, Any]) -> list[Any]:
+            return [
+                canvas
+                if name == "task_type"
+                else (values.get(name, defaults[name]) if applies[name] else defaults[name])
+                if name in defaults
+                else None  # a context column used as a feature: filled per request
+                for name in features
+            ]
+
+        evaluate = {
+            "int_features__user_history": self._user_history,
+            "int_features__coengagement": self._coengagement,
+            "int_features__context_match": self._context_match,
+        }
+        models = [
+            f for f in registry.feature_models if f.model in evaluate and f.applies_to(canvas)
+        ]
+        evaluated_columns = {c.name for f in models for c in f.columns}
+        plan = _Plan(
+            rows={
+                item: row_of(values)
+                for (task, item), values in tables.item_features.items()
+                if task == canvas
+            },
+            default=row_of({}),
+            context_columns=[
+                (i, name)
+                for i, name in enumerate(features)
+                if name != "task_type" and name not in defaults
+            ],
+            positions={name: i for i, name in enumerate(features) if name in evaluated_columns},
+            evaluated=[evaluate[f.model] for f in models],
+        )
+        tables.plans[key] = plan
+        return plan
+
+    # Each built-in context feature model, evaluated here as its SQL defines it: given the
+    # request's context, the function of a candidate item giving its columns (None: the model
+    # does not apply to this context, its declared defaults stay).
+
+    def _user_history(self, tables: OnlineTables, context: Mapping[str, Any]) -> ItemValues:
+        """int_features__user_history: the user's engagements before the serving clock."""
         user = str(context["user_id"])
         if user == str(self.registry.sentinel("user_id")):
-            return {}  # anonymous: the declared defaults
+            return None  # anonymous: the declared defaults
         engaged = tables.user_items.get(user, {})
+        by_category = tables.user_categories.get(user, {})
         total = sum(engaged.values())
-        catalogued = tables.catalogue.get(item)
-        category = None if catalogued is None else catalogued.category
-        in_category = tables.user_categories.get(user, {}).get(category, 0)
-        return {
-            "user_engagements": total,
-            "user_category_engagements": in_category,
-            "user_category_affinity": 0.0 if total == 0 else in_category / total,
-            "user_item_engagements": engaged.get(item, 0),
-        }
 
-    def _coengagement(
-        self, tables: OnlineTables, context: Mapping[str, Any], item: str
-    ) -> dict[str, Any]:
+        def values(item: str) -> dict[str, Any]:
+            catalogued = tables.catalogue.get(item)
+            in_category = by_category.get(None if catalogued is None else catalogued.category, 0)
+            return {
+                "user_engagements": total,
+                "user_category_engagements": in_category,
+                "user_category_affinity": 0.0 if total == 0 else in_category / total,
+                "user_item_engagements": engaged.get(item, 0),
+            }
+
+        return values
+
+    def _coengagement(self, tables: OnlineTables, context: Mapping[str, Any]) -> ItemValues:
+        """int_features__coengagement: co-engagements with the source item before the clock."""
         source = str(context["source_item_id"])
         if source == str(self.registry.sentinel("source_item_id")):
-            return {}
-        return {"source_coengagement": tables.pairs.get(source, {}).get(item, 0)}
+            return None
+        pairs = tables.pairs.get(source, {})
+        return lambda item: {"source_coengagement": pairs.get(item, 0)}
 
-    def _context_match(
-        self, tables: OnlineTables, context: Mapping[str, Any], item: str
-    ) -> dict[str, Any]:
-        """int_features__context_match for one candidate."""
+    def _context_match(self, tables: OnlineTables, context: Mapping[str, Any]) -> ItemValues:
+        """int_features__context_match: the candidate against the request's own context."""
         registry = self.registry
         names = registry.context_names
-        catalogued = tables.catalogue.get(item)
-        category = None if catalogued is None else catalogued.category
-        values: dict[str, Any] = {}
-        if "query_text" in names:
-            query = str(context["query_text"])
-            if query == str(registry.sentinel("query_text")):
-                values["query_title_match"] = -1.0
-            else:
-                words = tables.query_tokens(query)
-                title = set(tables.title_tokens.get(item, ()))
-                matched = sum(1 for w in words if w in title)
-                values["query_title_match"] = matched / len(words) if words and matched else 0.0
-        if "category" in names:
-            browsed = str(context["category"])
-            if browsed == str(registry.sentinel("category")):
-                values["category_match"] = -1
-            else:
-                values["category_match"] = 1 if category is not None and category == browsed else 0
-        if "source_item_id" in names:
-            source = str(context["source_item_id"])
-            if source == str(registry.sentinel("source_item_id")):
-                values["source_category_match"] = -1
-            else:
-                source_item = tables.catalogue.get(source)
-                source_category = None if source_item is None else source_item.category
-                values["source_category_match"] = (
-                    1 if category is not None and source_category == category else 0
+
+        def given(column: str) -> str | None:
+            value = str(context[column]) if column in names else None
+            return None if value == str(registry.sentinel(column)) else value
+
+        query, browsed = given("query_text"), given("category")
+        source, country = given("source_item_id"), given("country")
+        words = tables.query_tokens(query) if query is not None else []
+        source_item = tables.catalogue.get(source) if source is not None else None
+        source_category = None if source_item is None else source_item.category
+
+        def values(item: str) -> dict[str, Any]:
+            catalogued = tables.catalogue.get(item)
+            category = None if catalogued is None else catalogued.category
+            found: dict[str, Any] = {}
+            if "query_text" in names:
+                if query is None:
+                    found["query_title_match"] = -1.0
+                else:
+                    title = tables.title_tokens.get(item, ())
+                    matched = sum(1 for w in words if w in title)
+                    found["query_title_match"] = matched / len(words) if matched else 0.0
+            if "category" in names:
+                found["category_match"] = (
+                    -1 if browsed is None else int(category is not None and category == browsed)
                 )
-        if "country" in names:
-            country = str(context["country"])
-            available = None if catalogued is None else catalogued.available_countries
-            if country == str(registry.sentinel("country")) or catalogued is None:
-                values["is_available_in_country"] = -1
-            elif available is None:  # NULL availability: neither test holds in SQL
-                values["is_available_in_country"] = 0
-            else:
-                listed = available == "" or f"|{country}|" in f"|{available}|"
-                values["is_available_in_country"] = 1 if listed else 0
+            if "source_item_id" in names:
+                found["source_category_match"] = (
+                    -1
+                    if source is None
+                    else int(category is not None and source_category == category)
+                )
+            if "country" in names:
+                available = None if catalogued is None else catalogued.available_countries
+                if country is None or catalogued is None:
+                    found["is_available_in_country"] = -1
+                elif available is None:  # NULL availability: neither test holds in SQL
+                    found["is_available_in_country"] = 0
+                else:
+                    listed = available == "" or f"|{country}|" in f"|{available}|"
+                    found["is_available_in_country"] = int(listed)
+            return found
+
         return values
 
 

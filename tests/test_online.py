@@ -64,11 +64,14 @@ def test_the_skew_check_fails_on_a_deliberate_mismatch(
     with the warehouse, are both reported, naming canvas, context, item and column."""
     counted = OnlineScorer._user_history
 
-    def one_more(self: OnlineScorer, *args: Any) -> dict[str, Any]:
+    def one_more(self: OnlineScorer, *args: Any) -> Any:
         values = counted(self, *args)
-        if "user_item_engagements" in values:
-            values["user_item_engagements"] += 1
-        return values
+        if values is None:
+            return None
+        return lambda item: {
+            **values(item),
+            "user_item_engagements": values(item)["user_item_engagements"] + 1,
+        }
 
     monkeypatch.setattr(OnlineScorer, "_user_history", one_more)
     report = skew(served_project, contexts_per_canvas=3)
@@ -282,11 +285,13 @@ def test_cli_check_online_reports_agreement_and_lists_differences(
 
     matched = OnlineScorer._context_match
 
-    def off(self: OnlineScorer, *args: Any) -> dict[str, Any]:
+    def off(self: OnlineScorer, *args: Any) -> Any:
         values = matched(self, *args)
-        if values.get("category_match") == 1:
-            values["category_match"] = 0
-        return values
+        assert values is not None
+        return lambda item: {
+            **values(item),
+            "category_match": min(values(item)["category_match"], 0),
+        }
 
     monkeypatch.setattr(OnlineScorer, "_context_match", off)
     differed = CliRunner().invoke(app, command)
