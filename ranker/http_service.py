@@ -52,6 +52,7 @@ from ranker import artifacts
 from ranker.config import Settings
 from ranker.serve import (
     MAX_K,
+    POINTER_MAX_AGE,
     CacheMissingError,
     Pending,
     Recommendations,
@@ -144,8 +145,9 @@ def _error(status: int, message: str, field: str | None = None, **extra: Any) ->
 
 
 def _current_model(settings: Settings) -> str | None:
-    """The CURRENT model's name (a small file read per request, so a swap shows at once)."""
-    return artifacts.current_name(artifacts.models_dir(settings.artifacts_dir))
+    """The CURRENT model's name (its small file, read again at most every POINTER_MAX_AGE
+    seconds: a swap shows within that)."""
+    return artifacts.current_name(artifacts.models_dir(settings.artifacts_dir), POINTER_MAX_AGE)
 
 
 def served_dir(settings: Settings) -> Path:
@@ -389,9 +391,10 @@ async def _scored(pending: Pending) -> Recommendations:
     requests, cached ones included, are answered meanwhile); over it, the cache or the fallback
     chain answers and says so. The scoring itself is not cancelled: its result is kept for the
     next lookup of that context."""
+    assert pending.future is not None
     waiting = asyncio.wrap_future(pending.future)
     try:
-        scored = await asyncio.wait_for(asyncio.shield(waiting), pending.budget_seconds)
+        scored = await asyncio.wait_for(asyncio.shield(waiting), pending.seconds_left())
     except asyncio.TimeoutError:
         return pending.finish(None, over_budget=True)
     except Exception as exc:  # see Pending.failed: the cache and the fallbacks still answer

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Mapping
 from concurrent.futures import Future
@@ -335,6 +336,11 @@ class CacheReader:
 
 _readers: dict[Path, CacheReader] = {}
 _readers_lock = threading.Lock()
+# How stale a lookup's view of the published pointers may be: the cache link and CURRENT are
+# read again at most this often (resolving them on every lookup was a fifth of a service's
+# time), so a new cache generation or model is picked up within this many seconds.
+POINTER_MAX_AGE = 0.1
+_links_checked: dict[Path, float] = {}
 
 
 def _reader(settings: Settings) -> CacheReader:
@@ -342,6 +348,12 @@ def _reader(settings: Settings) -> CacheReader:
     A generation deleted between reading the link and opening it (``score --keep 1``) is
     looked up again: the link then names the newer one."""
     link = current_cache_path(settings)
+    known = _readers.get(link)
+    checked = _links_checked.get(link)
+    recent = checked is not None and time.monotonic() - checked < POINTER_MAX_AGE
+    if known is not None and recent and not known.closed:
+        return known
+    _links_checked[link] = time.monotonic()
     for attempt in range(5):
         if not link.exists():
             raise CacheMissingError(
@@ -516,8 +528,9 @@ def recommend(
     answer = begin(task, context, k, country, settings)
     if isinstance(answer, Recommendations):
         return answer
+    assert answer.future is not None
     try:
-        return answer.finish(answer.future.result(timeout=answer.budget_seconds))
+        return answer.finish(answer.future.result(timeout=answer.seconds_left()))
     except FutureTimeout:
         return answer.finish(None, over_budget=True)
     except Exception as exc:  # see Pending.failed: the cache and the fallbacks still answer
@@ -527,9 +540,10 @@ def recommend(
 
 @dataclass
 class Pending:
-    """A lookup waiting for online scoring: ``future`` gives the context's scored candidates;
-    :meth:`finish` makes the answer from them (``None``: over budget or failed, so the cache or
-    the fallback chain answers). The HTTP service awaits the future without blocking."""
+    """A lookup waiting for online scoring in a worker (a model or tables being loaded):
+    ``future`` gives the context's scored candidates; :meth:`finish` makes the answer from them
+    (``None``: over budget or failed, so the cache or the fallback chain answers). The HTTP
+    service awaits the future without blocking."""
 
     settings: Settings
     reader: CacheReader
@@ -539,8 +553,29 @@ class Pending:
     k: int
     country: str | None
     mode: str
-    future: Future[Scored]
-    budget_seconds: float
+    future: Future[Scored] | None
+    deadline: float  # time.monotonic() when the canvas's online budget runs out
+
+    def seconds_left(self) -> float:
+        return max(0.0, self.deadline - time.monotonic())
+
+    def start(self) -> Recommendations | Pending:
+        """Score in this thread when the model and tables are loaded, within the budget (the
+        answer); else start a worker that loads them and scores (this, with its future)."""
+        from ranker.online import OverBudget
+
+        scorer = online_scorer(self.settings)
+        try:
+            scored = scorer.score_now(self.reader, self.canvas, self.values, self.deadline)
+            if scored is None:
+                self.future = scorer.submit(self.reader, self.canvas, self.values)
+                return self
+        except OverBudget:
+            return self.finish(None, over_budget=True)
+        except Exception as exc:  # reported by failed(): the cache and the fallbacks answer
+            self.failed(exc)
+            return self.finish(None)
+        return self.finish(scored)
 
     def failed(self, exc: BaseException) -> None:
         """Online scoring that cannot run (no online tables, a model whose features they lack)
@@ -599,16 +634,9 @@ def begin(
             cached = None if mode == "online" else reader.cached_list(canvas.name, key)
             if mode == "cache_only" or cached is not None:
                 return _lookup(reader, canvas, key, k, country, cached)
-        try:
-            future = online_scorer(settings).submit(reader, canvas, values)
-        except Exception as exc:  # reported by Pending.failed, as a failure of the scoring
-            failed: Future[Scored] = Future()
-            failed.set_exception(exc)
-            future = failed
-        return Pending(
-            settings, reader, canvas, values, key, k, country, mode, future,
-            canvas.serving.online_timeout_ms / 1000,
-        )  # fmt: skip
+        deadline = time.monotonic() + canvas.serving.online_timeout_ms / 1000
+        pending = Pending(settings, reader, canvas, values, key, k, country, mode, None, deadline)
+        return pending.start()
 
 
 _scorers: dict[int, tuple[Settings, OnlineScorer]] = {}

@@ -292,34 +292,39 @@ def test_a_cache_publish_and_a_model_swap_under_load_fail_no_request(
     assert online["stale_model"] is False
 
 
-def test_online_scoring_in_progress_does_not_hold_up_other_requests(
-    served_project: Settings, monkeypatch: pytest.MonkeyPatch
+def test_a_model_being_loaded_does_not_hold_up_other_requests(
+    served_copy: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A request whose context is being scored online waits without blocking the service: a
-    cached lookup sent meanwhile is answered while the online one is still scoring, which then
-    answers `online`."""
+    """After CURRENT moves, the first online request loads the new model in a worker; the
+    service awaits it without blocking: a cached lookup sent meanwhile is answered while the
+    model is still loading, and the online request is then scored by the new model."""
     import uvicorn
 
-    from ranker.online import OnlineScorer
+    from ranker import score
 
-    release, started = threading.Event(), threading.Event()
-    scored = OnlineScorer.score
-
-    def held(self: OnlineScorer, *args: object) -> object:
-        started.set()
-        release.wait(10)
-        return scored(self, *args)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(OnlineScorer, "score", held)
-    settings = with_online_budget(served_project, 10_000)
+    settings = with_online_budget(served_copy, 10_000)
     port = _free_port()
     server = uvicorn.Server(
         uvicorn.Config(create_app(settings), port=port, log_level="warning", access_log=False)
     )
     serving = threading.Thread(target=server.run, daemon=True)
     serving.start()
-    while not server.started:
+    while not server.started:  # started: the current model and tables are loaded
         time.sleep(0.05)
+    release, loading = threading.Event(), threading.Event()
+    loaded = score.load_model
+
+    def held(version: artifacts.ModelVersion) -> object:
+        loading.set()
+        release.wait(10)
+        return loaded(version)
+
+    monkeypatch.setattr(score, "load_model", held)
+    models = artifacts.models_dir(settings.artifacts_dir)
+    new = artifacts.current_version(models).version + "-next"
+    shutil.copytree(models / artifacts.current_version(models).version, models / new)
+    artifacts.promote(models, new)
+    time.sleep(0.2)  # past POINTER_MAX_AGE: the service sees the new CURRENT
     online: dict[str, object] = {}
 
     def ask_online() -> None:
@@ -329,18 +334,18 @@ def test_online_scoring_in_progress_does_not_hold_up_other_requests(
     asking = threading.Thread(target=ask_online)
     asking.start()
     try:
-        assert started.wait(10)
-        key = _cached(served_project)["search"][0]
+        assert loading.wait(10)
+        key = _cached(settings)["search"][0]
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
             cached = http.get("/recommend/search", params={"query_text": key}).json()
         assert cached["answered_by"] == "cache"
-        assert not online  # still scoring
+        assert not online  # still waiting for the model
     finally:
         release.set()
         asking.join(timeout=30)
         server.should_exit = True
         serving.join(timeout=10)
-    assert online["answered_by"] == "online" and online["over_budget"] is False
+    assert online["answered_by"] == "online" and online["model_version"] == new
 
 
 def test_the_curls_score_prints_work_against_unirank_cli_serve(served_copy: Settings) -> None:
