@@ -705,9 +705,10 @@ def serve_http(
 
     One API for every canvas: the query parameters are the canvas's registry context columns
     (`/recommend/home?user_id=u0000001`, `/recommend/related?source_item_id=i000002&k=5`),
-    answered from the current cache, or the canvas's fallback chain for an unseen context. A new
-    cache from `score` or model from `train` is picked up without a restart. Also /healthz,
-    /readyz, /metrics (Prometheus) and the OpenAPI page at /docs.
+    answered from the current cache; a context it does not hold is scored online by the current
+    model (per the canvas's registry serving.mode, within its online_timeout_ms), else by the
+    canvas's fallback chain. A new cache from `score` or model from `train` is picked up without
+    a restart. Also /healthz, /readyz, /metrics (Prometheus) and the OpenAPI page at /docs.
     """
     with _known_errors():
         import uvicorn
