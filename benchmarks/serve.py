@@ -481,8 +481,9 @@ def lookups(env: dict[str, str], n: int = 10_000) -> dict[str, Any]:
     import duckdb
     import numpy as np
 
+    from ranker.cache_reader import current_cache_path
     from ranker.config import load_settings
-    from ranker.serve import current_cache_path, recommend
+    from ranker.serve import recommend
 
     settings = load_settings(
         ROOT, duckdb_path=env["UNIRANK_DUCKDB_PATH"], artifacts_dir=env["UNIRANK_ARTIFACTS_DIR"]

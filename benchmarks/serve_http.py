@@ -53,7 +53,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from reliability import Workspace  # noqa: E402
 
-from ranker.serve import current_cache_path  # noqa: E402
+from ranker.cache_reader import current_cache_path  # noqa: E402
 
 WORK = ROOT / "benchmarks" / "work" / "serve_http"
 RESULTS = ROOT / "benchmarks" / "results"
@@ -137,7 +137,8 @@ def online_paths(space: Workspace) -> list[str]:
 
 def candidates_per_context(space: Workspace) -> dict[str, int]:
     """How many candidates the online path scores for the benchmark's contexts (in-process)."""
-    from ranker.serve import current_reader, online_scorer
+    from ranker.cache_reader import current_reader
+    from ranker.serve import online_scorer
 
     settings = space.settings
     scorer = online_scorer(settings)

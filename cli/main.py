@@ -503,9 +503,9 @@ def _sample_contexts(settings: Settings, per_canvas: int) -> list[tuple[str, str
     """A few cached contexts per canvas: (canvas, serving-key value)."""
     import duckdb
 
-    from ranker import serve
+    from ranker.cache_reader import current_cache_path
 
-    with duckdb.connect(str(serve.current_cache_path(settings)), read_only=True) as con:
+    with duckdb.connect(str(current_cache_path(settings)), read_only=True) as con:
         rows = con.execute(
             "select task_type, context_key from (select task_type, context_key, "
             "row_number() over (partition by task_type order by hash(context_key)) as n "
@@ -658,11 +658,11 @@ def check_online(
     the model was trained on. Lists every difference (canvas, context, item, column) and exits
     1 on any. Run it after `score`, for example when you add a feature of `grain: item`.
     """
-    from ranker import online
+    from ranker import online_skew
 
     with _known_errors():
         settings = _settings(project_dir, vars_text)
-        report = online.skew(settings, contexts_per_canvas=contexts)
+        report = online_skew.skew(settings, contexts_per_canvas=contexts)
     summary = f"{report.contexts:,} contexts, {report.candidates:,} candidates"
     if report.ok:
         out.print(f"online scoring agrees with batch serving: {summary}, 0 differences")

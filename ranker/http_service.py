@@ -49,17 +49,14 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict, Field
 
 from ranker import artifacts
+from ranker.cache_reader import POINTER_MAX_AGE, current_cache_path, current_reader
 from ranker.config import Settings
+from ranker.errors import CacheMissingError, RecommendError
 from ranker.serve import (
     MAX_K,
-    POINTER_MAX_AGE,
-    CacheMissingError,
     Pending,
     Recommendations,
-    RecommendError,
     begin,
-    current_cache_path,
-    current_reader,
     online_scorer,
 )
 from ranker.serve import warm as warm_cache  # the lifespan below is called warm

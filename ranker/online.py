@@ -10,7 +10,7 @@ materializes and ``unirank-cli score`` copies into every cache generation:
 - ``online_user_items`` and ``online_item_pairs``: per-entity history at the serving clock, from
   which the built-in context features (user_history, coengagement, context_match), the
   user_categories source and the exclude_engaged rule are evaluated here, as the SQL defines
-  them (ranker.online.skew checks both paths agree on every served context).
+  them (ranker.online_skew checks both paths agree on every served context).
 
 A context is scored once per (cache generation, model, canvas, context): the result is kept, so a
 retry of a lookup that ran over its budget is answered from it.
@@ -21,33 +21,27 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ranker import artifacts
+from ranker.cache_reader import POINTER_MAX_AGE
 from ranker.config import Settings
-from ranker.errors import UnirankError
+from ranker.online_tables import ItemValues, OnlineTables, OnlineUnavailable, Plan
 from ranker.registry import Canvas, Registry
-from ranker.serve import POINTER_MAX_AGE
 
 if TYPE_CHECKING:
     from catboost import CatBoostRanker
 
-    from ranker.serve import CacheReader
+    from ranker.cache_reader import CacheReader
 
-ONLINE_TABLES = ("online_item_features", "online_user_items", "online_item_pairs")
-TITLE_TOKENS = 8  # the words of a query or title that count (macro split_tokens' max_tokens)
 SCORED_CONTEXTS = 4096  # scored contexts kept per process, least recently used dropped first
 
 
 class OverBudget(Exception):
     """Online scoring passed its deadline: the cache or the fallback chain answers instead."""
-
-
-class OnlineUnavailable(UnirankError):
-    """Online scoring cannot answer with this cache and model; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -56,104 +50,6 @@ class Scored:
 
     items: tuple[tuple[str, float, str], ...]
     model_version: str
-
-
-def tokens(text: str) -> list[str]:
-    """The distinct words of ``text`` as macro split_tokens takes them: lower(trim(text)) split on
-    single spaces, the first TITLE_TOKENS positions, empty ones dropped (ASCII; other text is
-    lowered by DuckDB, see :meth:`OnlineTables.query_tokens`)."""
-    parts = text.strip(" ").lower().split(" ")[:TITLE_TOKENS]
-    return list(dict.fromkeys(p for p in parts if p))
-
-
-# A context feature model evaluated for one request: item -> its columns (None: not applicable).
-ItemValues = Callable[[str], dict[str, Any]] | None
-
-
-@dataclass
-class _Plan:
-    rows: dict[str, list[Any]]  # item -> its row of item-grain features
-    default: list[Any]  # the row of an item the latest probes do not have
-    context_columns: list[tuple[int, str]]  # (position, context column used as a feature)
-    positions: dict[str, int]  # feature evaluated per request -> its position
-    evaluated: list[Callable[[OnlineTables, Mapping[str, Any]], ItemValues]]
-
-
-class OnlineTables:
-    """The online tables of one cache generation, read once into memory (the file never changes).
-    Built under the reader's lock; used without it."""
-
-    def __init__(self, reader: CacheReader, feature_names: Sequence[str]) -> None:
-        connection = reader.connection
-        present = {
-            str(r[0])
-            for r in connection.execute(
-                "select table_name from information_schema.tables"
-            ).fetchall()
-        }
-        if "online_item_features" not in present:
-            raise OnlineUnavailable(
-                f"the cache {reader.path.name} has no online tables (its warehouse was built "
-                "before online scoring); run `unirank-cli build` and `unirank-cli score`"
-            )
-        columns = [
-            str(r[0])
-            for r in connection.execute(
-                "select column_name from information_schema.columns "
-                "where table_name = 'online_item_features' order by ordinal_position"
-            ).fetchall()
-        ]
-        self.feature_columns = [c for c in columns if c in set(feature_names)]
-        self.item_features: dict[tuple[str, str], dict[str, Any]] = {}
-        quoted = ", ".join(f'"{c}"' for c in self.feature_columns)
-        for row in connection.execute(
-            f"select task_type, item_id{', ' + quoted if quoted else ''} from online_item_features"
-        ).fetchall():
-            self.item_features[(str(row[0]), str(row[1]))] = dict(
-                zip(self.feature_columns, row[2:], strict=True)
-            )
-        self.user_items: dict[str, dict[str, int]] = {}
-        self.user_categories: dict[str, dict[str | None, int]] = {}
-        if "online_user_items" in present:
-            for user, item, category, count in connection.execute(
-                "select user_id, item_id, item_category, engagements from online_user_items"
-            ).fetchall():
-                items = self.user_items.setdefault(str(user), {})
-                items[str(item)] = items.get(str(item), 0) + int(count)
-                categories = self.user_categories.setdefault(str(user), {})
-                categories[category] = categories.get(category, 0) + int(count)
-        self.pairs: dict[str, dict[str, int]] = {}
-        if "online_item_pairs" in present:
-            for a, b, count in connection.execute(
-                "select item_a, item_b, coengagements from online_item_pairs"
-            ).fetchall():
-                self.pairs.setdefault(str(a), {})[str(b)] = int(count)
-        self.catalogue = reader.catalogue()
-        self.title_tokens: dict[str, frozenset[str]] = {}
-        self.token_items: dict[str, list[str]] = {}
-        for item_id, words in connection.execute(
-            "select item_id, list_distinct(list_filter("
-            f"string_split(lower(trim(title)), ' ')[1:{TITLE_TOKENS}], lambda w: w <> '')) "
-            "from item_catalogue where title is not null"
-        ).fetchall():
-            self.title_tokens[str(item_id)] = frozenset(words)
-            for word in words:
-                self.token_items.setdefault(word, []).append(str(item_id))
-        self.reader = reader
-        self.plans: dict[tuple[str, tuple[str, ...]], _Plan] = {}
-
-    def query_tokens(self, query: str) -> list[str]:
-        if query.isascii():
-            return tokens(query)
-        with self.reader.lock:  # lower() of non-ASCII text as DuckDB does it
-            if self.reader.closed:
-                raise OnlineUnavailable("the cache generation was replaced; ask again")
-            row = self.reader.connection.execute(
-                f"select list_distinct(list_filter(string_split(lower(trim(?::varchar)), ' ')"
-                f"[1:{TITLE_TOKENS}], lambda w: w <> ''))",
-                [query],
-            ).fetchall()
-        return list(row[0][0]) if row and row[0][0] else []
 
 
 class OnlineScorer:
@@ -489,7 +385,7 @@ class OnlineScorer:
             rows.append(row)
         return rows
 
-    def _plan(self, tables: OnlineTables, canvas: str, features: Sequence[str]) -> _Plan:
+    def _plan(self, tables: OnlineTables, canvas: str, features: Sequence[str]) -> Plan:
         """Per canvas and model, once per generation: each item's row of the features read from
         the latest probes (declared defaults where a feature is not for the canvas), where the
         context columns go, and the context features to evaluate per request."""
@@ -520,7 +416,7 @@ class OnlineScorer:
             f for f in registry.feature_models if f.model in evaluate and f.applies_to(canvas)
         ]
         evaluated_columns = {c.name for f in models for c in f.columns}
-        plan = _Plan(
+        plan = Plan(
             rows={
                 item: row_of(values)
                 for (task, item), values in tables.item_features.items()
@@ -619,138 +515,3 @@ class OnlineScorer:
             return found
 
         return values
-
-
-# ---------------------------------------------------------------------------------------------
-# Train/serve skew, online edition: the online path against the batch one on served contexts.
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Mismatch:
-    canvas: str
-    context_key: str
-    item_id: str | None  # None: the candidate lists differ
-    column: str  # a feature, `score`, or `candidates`
-    batch: Any
-    online: Any
-
-    def __str__(self) -> str:
-        where = f"canvas {self.canvas!r}, context {self.context_key!r}"
-        if self.item_id is not None:
-            where += f", item {self.item_id!r}"
-        return f"{where}: {self.column} is {self.batch!r} in batch, {self.online!r} online"
-
-
-@dataclass(frozen=True)
-class SkewReport:
-    contexts: int
-    candidates: int
-    mismatches: tuple[Mismatch, ...]
-
-    @property
-    def ok(self) -> bool:
-        return not self.mismatches
-
-
-def skew(
-    settings: Settings, contexts_per_canvas: int = 20, seed: int = 0, tolerance: float = 1e-9
-) -> SkewReport:
-    """Score ``contexts_per_canvas`` served contexts of every canvas both ways - the batch
-    features in the warehouse's serving_candidates, and the online path (candidates, features,
-    scores with the current model) - and list every difference. The cache must have been
-    scored from the same build (``unirank-cli score`` after the last build)."""
-    import duckdb
-    import numpy as np
-
-    from ranker.serve import current_reader
-
-    scorer = OnlineScorer(settings)
-    _, model, features, cat_indices = scorer.model()
-    reader = current_reader(settings)
-    tables = scorer.tables(reader, features)
-    registry = settings.registry
-    mismatches: list[Mismatch] = []
-    contexts = candidates = 0
-    warehouse = duckdb.connect(str(settings.duckdb_path), read_only=True)
-    try:
-        with reader.lock:
-            scored_build = reader.connection.execute(
-                "select dbt_invocation_id from cache_info"
-            ).fetchall()[0][0]
-        built = warehouse.execute(
-            "select max(dbt_invocation_id) from serving_candidates"
-        ).fetchall()[0][0]
-        if scored_build != built:
-            raise UnirankError(
-                f"the current cache {reader.path.name} was scored from another build of the "
-                "warehouse than the one there now: run `unirank-cli score`, then check again"
-            )
-        for canvas in registry.canvases:
-            if canvas.serving is None:
-                continue
-            keys = [
-                str(r[0])
-                for r in warehouse.execute(
-                    "select context_key from (select distinct context_key from serving_candidates "
-                    "where task_type = ?) order by hash(context_key || ?::varchar) limit ?",
-                    [canvas.name, str(seed), contexts_per_canvas],
-                ).fetchall()
-            ]
-            for key in keys:
-                frame = warehouse.execute(
-                    "select * from serving_candidates where task_type = ? and context_key = ? "
-                    "order by candidate_rank",
-                    [canvas.name, key],
-                ).df()
-                contexts += 1
-                candidates += len(frame)
-                context = {c: str(frame.iloc[0][c]) for c in canvas.context_columns}
-                full = scorer.full_context(canvas, context)
-                online_found = scorer.candidates(tables, canvas, full)
-                batch_found = list(zip(frame["item_id"], frame["candidate_source"], strict=True))
-                if online_found != batch_found:
-                    mismatches.append(
-                        Mismatch(canvas.name, key, None, "candidates", batch_found, online_found)
-                    )
-                items = [str(i) for i in frame["item_id"]]
-                rows = scorer.features(tables, canvas, full, items, features)
-                for position, name in enumerate(features):
-                    if name not in frame.columns:
-                        continue
-                    for item, batch_value, row in zip(items, frame[name], rows, strict=True):
-                        online_value = row[position]
-                        if not _same(batch_value, online_value, tolerance):
-                            mismatches.append(
-                                Mismatch(canvas.name, key, item, name, batch_value, online_value)
-                            )
-                import pandas as pd
-                from catboost import Pool
-
-                online_frame = pd.DataFrame(rows, columns=features)
-                batch_frame = frame[features].copy()
-                for position, name in enumerate(features):
-                    if position not in cat_indices:
-                        online_frame[name] = online_frame[name].astype("float32")
-                        batch_frame[name] = batch_frame[name].astype("float32")
-                online_scores = model.predict(Pool(online_frame, cat_features=cat_indices))
-                batch_scores = model.predict(Pool(batch_frame, cat_features=cat_indices))
-                for item, b, o in zip(items, batch_scores, online_scores, strict=True):
-                    if not np.isclose(b, o, rtol=0, atol=1e-9):
-                        mismatches.append(
-                            Mismatch(canvas.name, key, item, "score", float(b), float(o))
-                        )
-    finally:
-        warehouse.close()
-    return SkewReport(contexts, candidates, tuple(mismatches))
-
-
-def _same(batch: Any, online: Any, tolerance: float) -> bool:
-    if isinstance(batch, float) or isinstance(online, float):
-        try:
-            return abs(float(batch) - float(online)) <= tolerance
-        except (TypeError, ValueError):
-            return False
-    if hasattr(batch, "item"):
-        batch = batch.item()
-    return bool(batch == online) or (str(batch) == str(online))

@@ -49,11 +49,13 @@ import pyarrow.compute as pc
 from catboost import CatBoostError, CatBoostRanker, Pool
 
 from ranker import artifacts
+from ranker.cache_reader import CURRENT_LINK, CURRENT_PARQUET_LINK, cache_dir
 from ranker.config import Settings
 from ranker.dataset import DatasetError
 from ranker.errors import UnirankError
+from ranker.online_tables import ONLINE_TABLES
 from ranker.processes import alive
-from ranker.serve import CURRENT_LINK, CURRENT_PARQUET_LINK, cache_dir, fallback_key_kind
+from ranker.serve import fallback_key_kind
 from ranker.warehouse import attach, engine, relation_exists
 from ranker.warehouse_publish import check_build_complete, published_at
 
@@ -323,9 +325,6 @@ def _score(
     with stages("top k"):
         ranked = top.result()
     return ranked
-
-
-ONLINE_TABLES = ("online_item_features", "online_user_items", "online_item_pairs")
 
 
 def _copy_fallback_tables(cache: duckdb.DuckDBPyConnection, stages: _Stages) -> None:

@@ -24,9 +24,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ranker import artifacts
+from ranker.cache_reader import current_cache_path
 from ranker.config import Settings
 from ranker.http_service import MAX_VALUE_CHARS, create_app
-from ranker.serve import current_cache_path
 from tests.conftest import with_online_budget
 
 CLI = Path(sys.executable).with_name("unirank-cli")

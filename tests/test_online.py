@@ -15,10 +15,13 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from ranker import artifacts
+from ranker.cache_reader import current_cache_path, current_reader
 from ranker.config import Settings
-from ranker.online import OnlineScorer, OnlineTables, skew
+from ranker.online import OnlineScorer
+from ranker.online_skew import skew
+from ranker.online_tables import OnlineTables
 from ranker.registry import RegistryError, parse_registry
-from ranker.serve import current_cache_path, current_reader, online_scorer, recommend
+from ranker.serve import online_scorer, recommend
 from tests.conftest import PROJECT_DIR, with_online_budget, with_serving_mode
 
 pytestmark = pytest.mark.dbt

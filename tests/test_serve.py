@@ -12,18 +12,11 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
+from ranker.cache_reader import _reader, current_cache_path
 from ranker.config import Settings
+from ranker.errors import CacheMissingError, RecommendError
 from ranker.registry import Canvas
-from ranker.serve import (
-    CacheMissingError,
-    RecommendError,
-    _fallback,
-    _reader,
-    current_cache_path,
-    fallback_items_sql,
-    fallback_key_kind,
-    recommend,
-)
+from ranker.serve import _fallback, fallback_items_sql, fallback_key_kind, recommend
 
 pytestmark = pytest.mark.dbt
 
@@ -156,7 +149,7 @@ def test_unknown_availability_means_available_everywhere(served_project: Setting
     """An item whose catalogue row has no countries ('' or NULL, as MovieLens and Diginetica)
     is available in every country, the way the feature is_available_in_country reads it; an
     item with countries is available only there."""
-    from ranker.serve import CacheReader, _CatalogueItem, current_cache_path
+    from ranker.cache_reader import CacheReader, _CatalogueItem, current_cache_path
 
     reader = CacheReader(current_cache_path(served_project))
     try:
