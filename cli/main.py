@@ -541,7 +541,8 @@ def _invoked_as() -> str:
 
 
 def _print_serving_hint(settings: Settings) -> None:
-    """How to serve the cache over HTTP, with one request per canvas to try."""
+    """How to serve the cache over HTTP, with one request per canvas to try, and one for a
+    context the cache does not hold (scored online) where a canvas's serving mode does that."""
     from urllib.parse import urlencode
 
     out.print(
@@ -551,6 +552,19 @@ def _print_serving_hint(settings: Settings) -> None:
         column = settings.registry.canvas(task).serving.key  # type: ignore[union-attr]
         query = urlencode({column: key, "k": 5})
         out.print(f"  curl '{SERVE_URL}/recommend/{task}?{query}'", highlight=False, soft_wrap=True)
+    registry = settings.registry
+    online = [
+        c for c in registry.canvases if c.serving and registry.serving_mode(c.name) != "cache_only"
+    ]
+    if online:
+        canvas = online[0]
+        query = urlencode({canvas.serving.key: "someone-new", "k": 5})  # type: ignore[union-attr]
+        out.print(
+            f"  curl '{SERVE_URL}/recommend/{canvas.name}?{query}'   "
+            "# not in the cache: scored online",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def _print_recommendations(result: serve.Recommendations) -> None:

@@ -349,9 +349,9 @@ def test_a_model_being_loaded_does_not_hold_up_other_requests(
 
 
 def test_the_curls_score_prints_work_against_unirank_cli_serve(served_copy: Settings) -> None:
-    """`unirank-cli score` (the last step of `make demo`) ends with how to start the service and
-    one curl per canvas; each of those requests, sent to `unirank-cli serve`, answers from the
-    cache."""
+    """`unirank-cli score` (the last step of `make demo`) ends with how to start the service,
+    one curl per canvas and one for a context the cache does not hold; sent to `unirank-cli
+    serve`, each of the first answers from the cache, the last is scored online."""
     env = dict(
         os.environ,
         UNIRANK_DUCKDB_PATH=str(served_copy.duckdb_path),
@@ -363,6 +363,11 @@ def test_the_curls_score_prints_work_against_unirank_cli_serve(served_copy: Sett
     )
     assert "unirank-cli serve" in scored.stdout
     urls = re.findall(r"curl '(http://127\.0\.0\.1:8000/recommend/[^']+)'", scored.stdout)
+    *urls, unseen = urls
+    assert (
+        "scored online" in scored.stdout.splitlines()[-1]
+        and unseen in scored.stdout.splitlines()[-1]
+    )
     canvases = {c.name for c in served_copy.registry.canvases if c.serving}
     assert {re.search(r"/recommend/(\w+)", u).group(1) for u in urls} == canvases  # type: ignore[union-attr]
     port = _free_port()
@@ -388,6 +393,8 @@ def test_the_curls_score_prints_work_against_unirank_cli_serve(served_copy: Sett
         for url in urls:
             with urllib.request.urlopen(url.replace("http://127.0.0.1:8000", base)) as answer:
                 assert b'"answered_by":"cache"' in answer.read(), url
+        with urllib.request.urlopen(unseen.replace("http://127.0.0.1:8000", base)) as answer:
+            assert b'"answered_by":"online"' in answer.read(), unseen
     finally:
         service.terminate()
         service.wait(timeout=20)
