@@ -48,9 +48,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from ranker import artifacts  # noqa: E402
+from ranker.cache_reader import current_cache_path  # noqa: E402
 from ranker.config import Settings, load_settings  # noqa: E402
+from ranker.errors import RecommendError  # noqa: E402
 from ranker.score import load_model  # noqa: E402
-from ranker.serve import RecommendError, current_cache_path, recommend  # noqa: E402
+from ranker.serve import recommend  # noqa: E402
 from ranker.warehouse_publish import IncompleteBuildError, check_build_complete  # noqa: E402
 
 WORK = ROOT / "benchmarks" / "work" / "reliability"

@@ -26,6 +26,7 @@ Writes benchmarks/results/serve.{json,md}.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -481,11 +482,23 @@ def lookups(env: dict[str, str], n: int = 10_000) -> dict[str, Any]:
     import duckdb
     import numpy as np
 
+    from ranker.cache_reader import current_cache_path
     from ranker.config import load_settings
-    from ranker.serve import current_cache_path, recommend
+    from ranker.serve import recommend
 
     settings = load_settings(
         ROOT, duckdb_path=env["UNIRANK_DUCKDB_PATH"], artifacts_dir=env["UNIRANK_ARTIFACTS_DIR"]
+    )
+    # Unseen contexts answered by the fallback chain, as in serving mode cache_only (online
+    # scoring of them is measured by benchmarks/serve_http.py).
+    canvases = tuple(
+        c.model_copy(update={"serving": c.serving.model_copy(update={"mode": "cache_only"})})
+        if c.serving is not None
+        else c
+        for c in settings.registry.canvases
+    )
+    settings = dataclasses.replace(
+        settings, registry=settings.registry.model_copy(update={"canvases": canvases})
     )
     with duckdb.connect(str(current_cache_path(settings)), read_only=True) as con:
         contexts = con.execute(

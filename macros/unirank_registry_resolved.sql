@@ -60,6 +60,9 @@
     {%- if builtin is not none and feature.columns is not none -%}
       {{ exceptions.raise_compiler_error(where ~ " is built in: its columns are fixed (" ~ (builtin | map(attribute='name') | join(', ')) ~ "); omit `columns`.") }}
     {%- endif -%}
+    {%- if builtin is not none and feature.grain is not none -%}
+      {{ exceptions.raise_compiler_error(where ~ " is built in: its grain is fixed; omit `grain`.") }}
+    {%- endif -%}
     {%- if builtin is none and not feature.columns -%}
       {{ exceptions.raise_compiler_error(where ~ " declares no columns; list them (name, type, default), or use a built-in feature model: " ~ (builtin_features | list) ~ ".") }}
     {%- endif -%}
@@ -87,7 +90,16 @@
         {{ exceptions.raise_compiler_error(where ~ " column '" ~ column.name ~ "' is " ~ column.type ~ " but its default is " ~ column.default ~ "; give a default of the same type.") }}
       {%- endif -%}
     {%- endfor -%}
-    {%- do feature_models.append({'model': feature.model, 'columns': columns, 'canvases': feature.canvases, 'builtin': builtin is not none}) -%}
+    {%- do feature_models.append({'model': feature.model, 'columns': columns, 'canvases': feature.canvases, 'builtin': builtin is not none, 'grain': 'builtin' if builtin is not none else (feature.grain or 'request')}) -%}
+  {%- endfor -%}
+
+  {#- ranker.registry._check_online: a canvas declared to score online uses only features online scoring computes. -#}
+  {%- for canvas in registry.canvases if canvas.serving and canvas.serving.mode in ('cache_then_online', 'online') -%}
+    {%- for feature in feature_models if feature.grain == 'request' and (feature.canvases is none or canvas.name in feature.canvases) -%}
+      {%- if loop.first -%}
+        {{ exceptions.raise_compiler_error("canvas '" ~ canvas.name ~ "' serving mode " ~ canvas.serving.mode ~ " scores at request time, but feature model '" ~ feature.model ~ "' (grain request) cannot be computed then; declare its `grain: item` if its values depend only on the candidate item, or use mode cache_only.") }}
+      {%- endif -%}
+    {%- endfor -%}
   {%- endfor -%}
 
   {%- set resolved = {} -%}

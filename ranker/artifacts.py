@@ -146,13 +146,25 @@ def current_version(root: Path) -> ModelVersion:
     return load_version(root, pointer.read_text().strip())
 
 
-def current_name(root: Path) -> str | None:
+def current_name(root: Path, max_age: float = 0.0) -> str | None:
     """The CURRENT version's name without loading it (None when there is none): what a
-    request-time check needs."""
+    request-time check needs. ``max_age`` > 0 reuses a name read less than that many seconds
+    ago (a service answering thousands of requests a second reads the file ten times a second,
+    and sees a promotion within ``max_age``)."""
+    now = time.monotonic()
+    if max_age > 0:
+        seen = _names_read.get(root)
+        if seen is not None and now - seen[1] < max_age:
+            return seen[0]
     try:
-        return (root / POINTER_FILE).read_text().strip() or None
+        name = (root / POINTER_FILE).read_text().strip() or None
     except OSError:
-        return None
+        name = None
+    _names_read[root] = (name, now)
+    return name
+
+
+_names_read: dict[Path, tuple[str | None, float]] = {}
 
 
 def load_version(root: Path, version: str) -> ModelVersion:

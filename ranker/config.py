@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from ranker.profiles import load_yaml
 from ranker.registry import (
     REGISTRY_VAR,
     Registry,
@@ -81,7 +82,7 @@ def read_project(project_dir: Path | str) -> Project:
             "or create a project with `unirank-cli init PATH`"
         )
     with path.open() as handle:
-        project = yaml.safe_load(handle) or {}
+        project = load_yaml(handle) or {}
     if not isinstance(project, Mapping) or "name" not in project:
         raise RegistryError(f"{path} is not a dbt project file (it has no `name`)")
     return Project(
@@ -118,7 +119,7 @@ def parse_var_overrides(text: str | None) -> dict[str, Any]:
     if not text:
         return {}
     try:
-        value = yaml.safe_load(text)
+        value = load_yaml(text)
     except yaml.YAMLError as exc:
         raise RegistryError(f"--vars is not valid YAML/JSON: {exc}") from exc
     if not isinstance(value, dict):

@@ -4,8 +4,10 @@ recommendations cache (FastAPI; the OpenAPI page is at ``/docs``).
 - ``GET /recommend/{canvas}?<context column>=...&k=&country=`` and ``POST /recommend`` with
   ``{"canvas", "context": {...}, "k", "country"}``: the context keys are the canvas's registry
   ``context_columns`` (its serving key is required); the answer lists items with rank, score and
-  source, says which path answered (``cache`` or the fallback step), the model that scored the
-  cache, the cache generation, and whether that model is no longer the current one.
+  source, says which path answered (``cache``, ``online`` - scored at request time by the current
+  model, per the canvas's registry ``serving.mode`` - or the fallback step, and whether online
+  scoring ran over the canvas's ``online_timeout_ms``), the model that scored the answer, the
+  cache generation, and whether that model is no longer the current one.
 - a sample of served answers (``sample_rate``, e.g. 0.05) appended as JSON lines to
   ``<warehouse dir>/served/answers-<day>-<pid>.jsonl``, which dbt reads back as the
   ``served_answers`` model, so what was served can be monitored and joined to later engagement;
@@ -25,6 +27,7 @@ parameter (``ranker.serve``).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -46,14 +49,15 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict, Field
 
 from ranker import artifacts
+from ranker.cache_reader import POINTER_MAX_AGE, current_cache_path, current_reader
 from ranker.config import Settings
+from ranker.errors import CacheMissingError, RecommendError
 from ranker.serve import (
     MAX_K,
-    CacheMissingError,
+    Pending,
     Recommendations,
-    RecommendError,
-    current_cache_path,
-    recommend,
+    begin,
+    online_scorer,
 )
 from ranker.serve import warm as warm_cache  # the lifespan below is called warm
 
@@ -89,8 +93,14 @@ class Item(BaseModel):
 class Answer(BaseModel):
     canvas: str
     context_key: str = Field(description="the serving key's value the answer is for")
-    answered_by: str = Field(description="`cache`, or the fallback step that answered")
-    model_version: str | None = Field(description="the model that scored the cache")
+    answered_by: str = Field(
+        description="`cache`, `online` (scored at request time), or the fallback step that answered"
+    )
+    over_budget: bool = Field(
+        description="online scoring ran over the canvas's online_timeout_ms: the cache or the "
+        "fallback chain answered instead"
+    )
+    model_version: str | None = Field(description="the model that scored the items")
     current_model_version: str | None = Field(description="the CURRENT model")
     stale_model: bool = Field(description="the cache was scored by a model that is not current")
     cache_generation: str | None
@@ -132,8 +142,9 @@ def _error(status: int, message: str, field: str | None = None, **extra: Any) ->
 
 
 def _current_model(settings: Settings) -> str | None:
-    """The CURRENT model's name (a small file read per request, so a swap shows at once)."""
-    return artifacts.current_name(artifacts.models_dir(settings.artifacts_dir))
+    """The CURRENT model's name (its small file, read again at most every POINTER_MAX_AGE
+    seconds: a swap shows within that)."""
+    return artifacts.current_name(artifacts.models_dir(settings.artifacts_dir), POINTER_MAX_AGE)
 
 
 def served_dir(settings: Settings) -> Path:
@@ -226,7 +237,7 @@ def create_app(settings: Settings, sample_rate: float = 0.0) -> FastAPI:
     app.state.metrics = metrics
     app.state.answers = answers
 
-    def answer(
+    async def answer(
         canvas: str, context: Mapping[str, str], k: int | None, country: str | None
     ) -> tuple[int, dict[str, Any], str]:
         """(HTTP status, JSON body, the path that answered or the error kind)."""
@@ -270,7 +281,9 @@ def create_app(settings: Settings, sample_rate: float = 0.0) -> FastAPI:
                 "error",
             )
         try:
-            result = recommend(canvas, dict(context), k=k, country=country, settings=settings)
+            result = begin(canvas, dict(context), k=k, country=country, settings=settings)
+            if isinstance(result, Pending):
+                result = await _scored(result)
         except CacheMissingError as exc:
             current = _current_model(settings)
             command = (
@@ -281,11 +294,11 @@ def create_app(settings: Settings, sample_rate: float = 0.0) -> FastAPI:
             return 422, {"error": str(exc), "field": exc.field}, "error"
         return 200, _body(result, settings), result.answered_by
 
-    def respond(
+    async def respond(
         canvas: str, context: Mapping[str, str], k: int | None, country: str | None
     ) -> JSONResponse:
         started = time.perf_counter()
-        status, body, path = answer(canvas, context, k, country)
+        status, body, path = await answer(canvas, context, k, country)
         seconds = time.perf_counter() - started
         if status == 200:
             answers.maybe_write({"context": context, "k": k, "country": country}, body)
@@ -331,14 +344,14 @@ def create_app(settings: Settings, sample_rate: float = 0.0) -> FastAPI:
                 return _error(422, f"k must be an integer from 1 to {MAX_K}", "k")
             if not 1 <= k <= MAX_K:
                 return _error(422, f"k must be an integer from 1 to {MAX_K}, got {k}", "k")
-        return respond(canvas, context, k, params.get("country"))
+        return await respond(canvas, context, k, params.get("country"))
 
     @app.post("/recommend", response_model=Answer, tags=["recommend"])
     async def recommend_post(body: RecommendBody) -> Response:
         """The same as ``GET /recommend/{canvas}`` with a JSON body."""
         if body.k is not None and not 1 <= body.k <= MAX_K:
             return _error(422, f"k must be an integer from 1 to {MAX_K}, got {body.k}", "k")
-        return respond(body.canvas, body.context, body.k, body.country)
+        return await respond(body.canvas, body.context, body.k, body.country)
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:
@@ -359,6 +372,7 @@ def create_app(settings: Settings, sample_rate: float = 0.0) -> FastAPI:
             body.update(ready=False, missing="cache", run="unirank-cli score")
             return JSONResponse(status_code=503, content=body)
         body["ready"] = True
+        body["canvases"] = _online_status(settings)
         return JSONResponse(content=body)
 
     @app.get("/metrics", tags=["operations"])
@@ -367,6 +381,45 @@ def create_app(settings: Settings, sample_rate: float = 0.0) -> FastAPI:
         return PlainTextResponse(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+async def _scored(pending: Pending) -> Recommendations:
+    """Wait for online scoring within the canvas's budget without holding the event loop (other
+    requests, cached ones included, are answered meanwhile); over it, the cache or the fallback
+    chain answers and says so. The scoring itself is not cancelled: its result is kept for the
+    next lookup of that context."""
+    assert pending.future is not None
+    waiting = asyncio.wrap_future(pending.future)
+    try:
+        scored = await asyncio.wait_for(asyncio.shield(waiting), pending.seconds_left())
+    except asyncio.TimeoutError:
+        return pending.finish(None, over_budget=True)
+    except Exception as exc:  # see Pending.failed: the cache and the fallbacks still answer
+        pending.failed(exc)
+        return pending.finish(None)
+    return pending.finish(scored)
+
+
+def _online_status(settings: Settings) -> dict[str, dict[str, Any]]:
+    """Per served canvas: its serving mode, and whether online scoring can answer (else why)."""
+    registry = settings.registry
+    modes = {
+        c.name: registry.serving_mode(c.name) for c in registry.canvases if c.serving is not None
+    }
+    problem: str | None = None
+    if any(mode != "cache_only" for mode in modes.values()):
+        try:
+            problem = online_scorer(settings).warm(current_reader(settings))
+        except CacheMissingError as exc:
+            problem = str(exc)
+    status: dict[str, dict[str, Any]] = {}
+    for name, mode in modes.items():
+        status[name] = {"mode": mode}
+        if mode != "cache_only":
+            status[name]["online"] = problem is None
+            if problem is not None:
+                status[name]["online_unavailable"] = problem
+    return status
 
 
 def _value_problem(value: str) -> str | None:
@@ -388,6 +441,7 @@ def _body(result: Recommendations, settings: Settings) -> dict[str, Any]:
         "canvas": result.task,
         "context_key": result.context_key,
         "answered_by": result.answered_by,
+        "over_budget": result.over_budget,
         "model_version": result.model_version,
         "current_model_version": current,
         "stale_model": bool(current and result.model_version and current != result.model_version),

@@ -20,6 +20,7 @@ import typing
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -50,6 +51,7 @@ SOURCE_NEEDS: dict[str, tuple[str, ...]] = {
     "title_match": ("query_text",),
     "user_categories": ("user_id",),
 }
+ServingMode = Literal["cache_only", "cache_then_online", "online"]
 ValueType = Literal["string", "int", "float"]
 SQL_TYPES = {"string": "string", "int": "bigint", "float": "double"}
 
@@ -85,7 +87,7 @@ Scalar = Union[str, int, float]  # noqa: UP007 (pydantic reads the union at runt
 class Strict(BaseModel):
     """Every registry block: unknown keys are errors, values are immutable."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class Inputs(Strict):
@@ -131,6 +133,21 @@ class CanvasServing(Strict):
     )
     sources: tuple[CandidateSource, ...] = Field(min_length=1)
     fallbacks: tuple[LookupFallback, ...] = ()
+    mode: ServingMode | None = Field(
+        default=None,
+        description="How a lookup is answered: cache_only (the cache, then the fallbacks), "
+        "cache_then_online (a context the cache does not hold is scored by the current model at "
+        "request time), online (every lookup is scored at request time). null = "
+        "cache_then_online when every feature the canvas uses can be computed online, else "
+        "cache_only.",
+    )
+    online_timeout_ms: int = Field(
+        default=100,
+        ge=1,
+        le=60_000,
+        description="The budget of one online scoring, in milliseconds; over it, the fallback "
+        "chain answers and the answer says so.",
+    )
 
 
 class Canvas(Strict):
@@ -173,6 +190,14 @@ class FeatureModel(Strict):
         default=None,
         description="The canvases the feature is meant for; others get the default. "
         "Omit for every canvas.",
+    )
+    grain: Literal["item", "request"] | None = Field(
+        default=None,
+        description="What a project feature's values depend on: `item` (only the candidate "
+        "item, its canvas and the time: online scoring reads them as of the serving clock) or "
+        "`request` (the request's own context too: the canvases it is for are served from the "
+        "cache and the fallbacks, not scored online). Default request; omit for a built-in "
+        "feature model.",
     )
 
 
@@ -361,6 +386,16 @@ BUILTIN_FEATURES: dict[str, tuple[BuiltinColumn, ...]] = {
     ),
 }
 DEFAULT_FEATURES: tuple[str, ...] = tuple(BUILTIN_FEATURES)
+# What each built-in feature model's values depend on, for online scoring (ranker.online):
+# `item` ones are read from the latest probes (the same SQL at the serving clock), `context`
+# ones are evaluated at request time from per-entity latest tables (skew-checked against SQL).
+BUILTIN_GRAIN: dict[str, str] = {
+    "int_features__item_popularity": "item",
+    "int_features__item_category": "item",
+    "int_features__user_history": "context",
+    "int_features__coengagement": "context",
+    "int_features__context_match": "context",
+}
 # Columns every probe and mart row has; a feature column may not reuse these names.
 RESERVED_COLUMNS = (
     "request_id",
@@ -407,6 +442,7 @@ class Registry(Strict):
     @model_validator(mode="after")
     def _consistent(self) -> Registry:
         _check_consistency(self)
+        _check_online(self)
         return self
 
     # --- derived views -------------------------------------------------------------------------
@@ -433,10 +469,25 @@ class Registry(Strict):
                 return col.sentinel
         raise RegistryError(f"unknown context column {column!r}")
 
-    @property
+    @cached_property
     def feature_models(self) -> tuple[ResolvedFeature, ...]:
-        """Every feature model with its columns (a built-in's, cut to the declared context)."""
+        """Every feature model with its columns (a built-in's, cut to the declared context);
+        computed once (a lookup asks for it on every call)."""
         return tuple(_resolve(f, self.context_names) for f in self.features)
+
+    def offline_features(self, canvas: str) -> tuple[str, ...]:
+        """The feature models meant for ``canvas`` that online scoring cannot compute (a
+        project's own of `request` grain)."""
+        return tuple(
+            f.model for f in self.feature_models if f.grain == "request" and f.applies_to(canvas)
+        )
+
+    def serving_mode(self, canvas: str) -> ServingMode:
+        """The canvas's serving mode (its registry `mode`, or the default it resolves to)."""
+        serving = self.canvas(canvas).serving
+        if serving is not None and serving.mode is not None:
+            return serving.mode
+        return "cache_only" if self.offline_features(canvas) else "cache_then_online"
 
     @property
     def feature_columns(self) -> tuple[FeatureColumn, ...]:
@@ -465,6 +516,10 @@ class ResolvedFeature:
     columns: tuple[FeatureColumn, ...]
     canvases: tuple[str, ...] | None
     builtin: bool
+    grain: str = "request"  # item | context (built-in, computed online) | request
+
+    def applies_to(self, canvas: str) -> bool:
+        return self.canvases is None or canvas in self.canvases
 
 
 @dataclass(frozen=True)
@@ -481,13 +536,17 @@ def _resolve(feature: FeatureModel, context: Sequence[str]) -> ResolvedFeature:
     builtin = BUILTIN_FEATURES.get(feature.model)
     if builtin is None:
         assert feature.columns is not None  # checked in _check_consistency
-        return ResolvedFeature(feature.model, feature.columns, feature.canvases, False)
+        return ResolvedFeature(
+            feature.model, feature.columns, feature.canvases, False, feature.grain or "request"
+        )
     columns = tuple(
         FeatureColumn(name=c.name, type=c.type, default=c.default, description=c.description)  # type: ignore[arg-type]
         for c in builtin
         if all(n in context for n in c.needs)
     )
-    return ResolvedFeature(feature.model, columns, feature.canvases, True)
+    return ResolvedFeature(
+        feature.model, columns, feature.canvases, True, BUILTIN_GRAIN[feature.model]
+    )
 
 
 def _check_consistency(registry: Registry) -> None:
@@ -548,6 +607,8 @@ def _check_consistency(registry: Registry) -> None:
                 f"{where} is built in: its columns are fixed ({[c.name for c in builtin]}); "
                 "omit `columns`"
             )
+        if builtin is not None and feature.grain is not None:
+            raise ValueError(f"{where} is built in: its grain is fixed; omit `grain`")
         if builtin is None and not feature.columns:
             raise ValueError(
                 f"{where} declares no columns; list them (name, type, default), or use a "
@@ -574,6 +635,22 @@ def _check_consistency(registry: Registry) -> None:
                 )
             taken.add(feature_column.name)
             _check_default(feature_column, where)
+
+
+def _check_online(registry: Registry) -> None:
+    """A canvas declared to score online cannot use a feature online scoring cannot compute."""
+    for canvas in registry.canvases:
+        mode = canvas.serving.mode if canvas.serving is not None else None
+        if mode not in ("cache_then_online", "online"):
+            continue
+        offline = registry.offline_features(canvas.name)
+        if offline:
+            raise ValueError(
+                f"canvas '{canvas.name}' serving mode {mode} scores at request time, but feature "
+                f"model '{offline[0]}' (grain request) cannot be computed then; declare its "
+                "`grain: item` if its values depend only on the candidate item, or use mode "
+                "cache_only"
+            )
 
 
 def _check_default(column: FeatureColumn, where: str) -> None:

@@ -49,11 +49,13 @@ import pyarrow.compute as pc
 from catboost import CatBoostError, CatBoostRanker, Pool
 
 from ranker import artifacts
+from ranker.cache_reader import CURRENT_LINK, CURRENT_PARQUET_LINK, cache_dir
 from ranker.config import Settings
 from ranker.dataset import DatasetError
 from ranker.errors import UnirankError
+from ranker.online_tables import ONLINE_TABLES
 from ranker.processes import alive
-from ranker.serve import CURRENT_LINK, CURRENT_PARQUET_LINK, cache_dir, fallback_key_kind
+from ranker.serve import fallback_key_kind
 from ranker.warehouse import attach, engine, relation_exists
 from ranker.warehouse_publish import check_build_complete, published_at
 
@@ -332,6 +334,11 @@ def _copy_fallback_tables(cache: duckdb.DuckDBPyConnection, stages: _Stages) -> 
     try:
         for relation in ("serving_fallbacks", "item_catalogue"):
             copying.execute(f"create table {relation} as select * from {WAREHOUSE}.{relation}")
+        # What online scoring of contexts the cache does not hold reads (ranker.online); a
+        # warehouse built before they existed gives a cache that answers misses by fallbacks.
+        for relation in ONLINE_TABLES:
+            if relation_exists(copying, relation, WAREHOUSE):
+                copying.execute(f"create table {relation} as select * from {WAREHOUSE}.{relation}")
     finally:
         copying.close()
         stages.add(

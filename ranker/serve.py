@@ -1,11 +1,15 @@
-"""Look up recommendations in the published cache, with a per-canvas fallback chain.
+"""Look up recommendations: the published cache, online scoring of misses, a fallback chain.
 
 The cache is a DuckDB file published by ``ranker.score`` at ``<warehouse dir>/cache/current.duckdb``
 (a symlink swapped atomically to each new generation). Readers open it read-only and never see a
-half-written cache. A context that is in the cache is answered from it; one that is not (a new
-user, an unseen query, an unknown item) is answered by the canvas's fallback chain from the
-registry, computed from tables shipped inside the same cache file. Every answer says which step
-produced it. User input is always a bound parameter, never spliced into SQL.
+half-written cache. Each canvas's registry ``serving.mode`` says how a lookup is answered:
+``cache_only`` (the cache; a context it does not hold - a new user, an unseen query, an unknown
+item - gets the canvas's fallback chain, computed from tables shipped inside the same cache
+file), ``cache_then_online`` (a context the cache does not hold is scored by the current model at
+request time, ``ranker.online``, within ``online_timeout_ms``; over it, the fallback chain
+answers) or ``online`` (every lookup is scored at request time; over budget, the cache, then the
+fallbacks). Every answer says which path produced it. User input is always a bound parameter,
+never spliced into SQL.
 """
 
 from __future__ import annotations
@@ -13,25 +17,27 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections import OrderedDict
+import time
 from collections.abc import Mapping
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import duckdb
-
+from ranker.cache_reader import (
+    CacheReader,
+    _reader,
+)
 from ranker.config import Settings
-from ranker.errors import UnirankError
+from ranker.errors import CacheMissingError, RecommendError
 from ranker.registry import Canvas, Registry
+
+if TYPE_CHECKING:
+    from ranker.online import OnlineScorer, Scored
 
 logger = logging.getLogger(__name__)
 
-CACHE_DIR_NAME = "cache"
-CURRENT_LINK = "current.duckdb"
-CURRENT_PARQUET_LINK = (
-    "current.parquet"  # the same recommendations, for engines that are not DuckDB
-)
 MAX_K = 1000
 
 # How each fallback source finds its key from a canvas's serving key; None = not applicable.
@@ -45,20 +51,6 @@ _FALLBACK_KEY = {
     "coengagement": lambda key: "context" if key == "source_item_id" else None,
     "title_match": lambda key: "context" if key == "query_text" else None,
 }
-
-
-class RecommendError(UnirankError, ValueError):
-    """The lookup was asked something it cannot answer (unknown canvas, missing context, bad K).
-    ``field`` names the input at fault (``canvas``, ``k``, ``country`` or a context column), so
-    the HTTP service can answer 404 / 422 naming it."""
-
-    def __init__(self, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.field = field
-
-
-class CacheMissingError(RecommendError):
-    """No recommendations cache has been published yet."""
 
 
 @dataclass(frozen=True)
@@ -78,6 +70,7 @@ class Recommendations:
     model_version: str | None
     generated_at: str | None
     cache_generation: str | None = None  # the cache file that answered
+    over_budget: bool = False  # online scoring ran over the canvas's budget; see answered_by
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -87,16 +80,9 @@ class Recommendations:
             "model_version": self.model_version,
             "generated_at": self.generated_at,
             "cache_generation": self.cache_generation,
+            "over_budget": self.over_budget,
             "items": [r.__dict__ for r in self.items],
         }
-
-
-def cache_dir(settings: Settings) -> Path:
-    return settings.duckdb_path.parent / CACHE_DIR_NAME
-
-
-def current_cache_path(settings: Settings) -> Path:
-    return cache_dir(settings) / CURRENT_LINK
 
 
 # ---------------------------------------------------------------------------------------------
@@ -127,214 +113,23 @@ def fallback_items_sql(key_kind: str) -> str:
     )
 
 
-# ---------------------------------------------------------------------------------------------
-# Readers
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _CatalogueItem:
-    category: str | None
-    available_countries: str | None
-    recent_engagements: Any
-
-
-@dataclass(frozen=True)
-class _CachedRows:
-    spans: dict[tuple[str, str], tuple[int, int]]  # (task, context key) -> rows [start, stop)
-    item_id: Any  # Arrow arrays, rank order within a span
-    score: Any
-    source: Any
-
-
-class CacheReader:
-    """A read-only connection to one published cache generation, and what fallback lookups
-    need from it, loaded once on first use (the file never changes): the item catalogue, an
-    index of title words, the keys each fallback source has, and recently used fallback lists.
-    Callers hold ``lock`` while using it."""
-
-    FALLBACK_LISTS = 4096  # (source, key) item lists kept, least recently used dropped first
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        try:
-            self.connection = duckdb.connect(str(path), read_only=True)
-        except duckdb.Error as exc:
-            raise CacheMissingError(f"cannot open the recommendations cache {path}: {exc}") from exc
-        try:
-            info = self.connection.execute(
-                "select model_version, cast(generated_at as varchar) from cache_info"
-            ).fetchall()
-        except duckdb.Error:
-            info = []
-        if len(info) != 1:
-            self.connection.close()
-            raise CacheMissingError(
-                f"the recommendations cache {path} has no cache_info row (not a generation "
-                "`unirank-cli score` completed); run `unirank-cli score` again"
-            )
-        self.model_version, self.generated_at = info[0]
-        self.lock = threading.Lock()
-        self.closed = False
-        self._cached: _CachedRows | None = None
-        self._catalogue: dict[str, _CatalogueItem] | None = None
-        self._title_words: dict[str, list[str]] | None = None
-        self._countries: set[str] | None = None
-        self._fallback_keys: dict[str, set[str]] | None = None
-        self._fallback_lists: OrderedDict[tuple[str, str], list[str]] = OrderedDict()
-
-    def close(self) -> None:
-        """Close once no thread uses it (the caller must not hold ``lock``); a thread that got
-        this reader before it was replaced sees ``closed`` under the lock and asks again."""
-        with self.lock:
-            self.closed = True
-            self.connection.close()
-
-    def cached_rows(self) -> _CachedRows:
-        """The cache's rows as Arrow columns in (task_type, context_key, rank) order, and each
-        context's row span: a cached lookup is a dict get and a slice, not a scan (DuckDB's
-        string statistics cannot prune a table on keys with long common prefixes)."""
-        if self._cached is None:
-            table = self.connection.sql(
-                "select item_id, score, source from recommendations "
-                "order by task_type, context_key, rank"
-            ).to_arrow_table()
-            contexts = self.connection.execute(
-                "select task_type, context_key, count(*) from recommendations "
-                "group by task_type, context_key order by task_type, context_key"
-            ).fetchall()
-            spans: dict[tuple[str, str], tuple[int, int]] = {}
-            start = 0
-            for task, key, rows in contexts:
-                spans[(str(task), str(key))] = (start, start + rows)
-                start += rows
-            self._cached = _CachedRows(
-                spans,
-                table.column("item_id").combine_chunks(),
-                table.column("score").combine_chunks(),
-                table.column("source").combine_chunks(),
-            )
-        return self._cached
-
-    def is_cached(self, task: str, key: str) -> bool:
-        """Whether the cache has rows for (task, key): an unseen context needs no query."""
-        return (task, key) in self.cached_rows().spans
-
-    def catalogue(self) -> dict[str, _CatalogueItem]:
-        if self._catalogue is None:
-            rows = self.connection.execute(
-                "select item_id, category, available_countries, recent_engagements from item_catalogue"
-            ).fetchall()
-            self._catalogue = {str(r[0]): _CatalogueItem(r[1], r[2], r[3]) for r in rows}
-        return self._catalogue
-
-    def title_words(self) -> dict[str, list[str]]:
-        """Each lower-cased title word -> the items whose title has it (split as SQL does)."""
-        if self._title_words is None:
-            index: dict[str, list[str]] = {}
-            for item_id, words in self.connection.execute(
-                "select item_id, list_distinct(string_split(lower(title), ' ')) from item_catalogue "
-                "where title is not null"
-            ).fetchall():
-                for word in words:
-                    index.setdefault(word, []).append(str(item_id))
-            self._title_words = index
-        return self._title_words
-
-    def fallback_items(self, source: str, key: str | None) -> list[str]:
-        """A fallback source's items for ``key`` in source_rank order (no query for a key the
-        source does not have: what an unseen context asks for)."""
-        if key is None:
-            return []
-        if self._fallback_keys is None:
-            keys: dict[str, set[str]] = {}
-            for fallback_source, retrieval_key in self.connection.execute(
-                "select source, retrieval_key from serving_fallbacks group by all"
-            ).fetchall():
-                keys.setdefault(fallback_source, set()).add(retrieval_key)
-            self._fallback_keys = keys
-        if key not in self._fallback_keys.get(source, ()):
-            return []
-        cached = self._fallback_lists.get((source, key))
-        if cached is None:
-            cached = [
-                str(r[0])
-                for r in self.connection.execute(
-                    "select item_id from serving_fallbacks where source = ?::varchar "
-                    "and retrieval_key = ?::varchar order by source_rank",
-                    [source, key],
-                ).fetchall()
-            ]
-            self._fallback_lists[(source, key)] = cached
-            if len(self._fallback_lists) > self.FALLBACK_LISTS:
-                self._fallback_lists.popitem(last=False)
-        else:
-            self._fallback_lists.move_to_end((source, key))
-        return cached
-
-    def countries(self) -> set[str]:
-        """Every country some item of the catalogue is available in."""
-        if self._countries is None:
-            self._countries = {
-                country
-                for item in self.catalogue().values()
-                for country in (item.available_countries or "").split("|")
-                if country
-            }
-        return self._countries
-
-    def available(self, item_id: str, country: str | None) -> bool:
-        """As the feature is_available_in_country: '|country|' is in '|available_countries|',
-        and an item whose availability is unknown ('' or not catalogued) is available
-        everywhere."""
-        if country is None:
-            return True
-        item = self.catalogue().get(item_id)
-        if item is None or not item.available_countries:
-            return True
-        return f"|{country}|" in f"|{item.available_countries}|"
-
-
-_readers: dict[Path, CacheReader] = {}
-_readers_lock = threading.Lock()
-
-
-def _reader(settings: Settings) -> CacheReader:
-    """The reader of the current generation; reopened when a new cache has been published.
-    A generation deleted between reading the link and opening it (``score --keep 1``) is
-    looked up again: the link then names the newer one."""
-    link = current_cache_path(settings)
-    for attempt in range(5):
-        if not link.exists():
-            raise CacheMissingError(
-                f"no recommendations cache at {link}; run `unirank-cli score` (after `train`) first"
-            )
-        target = Path(os.path.realpath(link))
-        replaced: CacheReader | None = None
-        with _readers_lock:
-            reader = _readers.get(link)
-            if reader is None or reader.path != target:
-                try:
-                    fresh = CacheReader(target)
-                except CacheMissingError:
-                    if attempt < 4 and Path(os.path.realpath(link)) != target:
-                        continue  # published over while we opened it
-                    raise
-                replaced, reader = reader, fresh
-                _readers[link] = reader
-        if replaced is not None:
-            replaced.close()
-        return reader
-    raise CacheMissingError(f"the recommendations cache at {link} keeps changing; try again")
-
-
 def warm(settings: Settings) -> bool:
-    """Open the current cache and load what cached lookups need, so the first lookup does not
-    pay for it (a long-running service calls this at start). False when there is no cache yet."""
+    """Open the current cache and load what lookups need (the cached lists, and the model and
+    online tables when a canvas scores online), so the first lookup does not pay for it (a
+    long-running service calls this at start). False when there is no cache yet."""
     try:
-        _reader(settings).cached_rows()
+        reader = _reader(settings)
+        reader.cached_rows()
     except CacheMissingError:
         return False
+    registry = settings.registry
+    if any(
+        c.serving is not None and registry.serving_mode(c.name) != "cache_only"
+        for c in registry.canvases
+    ):
+        problem = online_scorer(settings).warm(reader)
+        if problem is not None:
+            logger.warning("online scoring unavailable: %s", problem)
     return True
 
 
@@ -386,14 +181,35 @@ def _validate(registry: Registry, task: str, k: int | None) -> tuple[Canvas, int
 def context_value(canvas: Canvas, context: str | Mapping[str, str | None]) -> str:
     """The canvas's serving-key value from a plain string or a {column: value} mapping."""
     assert canvas.serving is not None
+    return context_values(canvas, context)[canvas.serving.key]
+
+
+def context_values(canvas: Canvas, context: str | Mapping[str, str | None]) -> dict[str, str]:
+    """The request's context: {column: value} for the canvas's context columns given (a plain
+    string is the serving key's value), trimmed, a query lower-cased as staging stores it. The
+    serving key is required; a column the canvas does not fill is refused."""
+    assert canvas.serving is not None
     key = canvas.serving.key
-    value = context.get(key) if isinstance(context, Mapping) else context
-    if value is None or not str(value).strip():
+    given = context if isinstance(context, Mapping) else {key: context}
+    values: dict[str, str] = {}
+    for column, value in given.items():
+        if value is None:
+            continue  # not given
+        if column not in canvas.context_columns:
+            raise RecommendError(
+                f"canvas {canvas.name!r} has no context column {column!r}; it takes "
+                f"{sorted(canvas.context_columns)}",
+                field=column,
+            )
+        if not str(value).strip():
+            continue
+        text = _utf8(str(value).strip(), column)
+        values[column] = text.lower() if column == "query_text" else text
+    if key not in values:
         raise RecommendError(
             f"canvas {canvas.name!r} is looked up by {key}; give a value for it", field=key
         )
-    text = _utf8(str(value).strip(), key)
-    return text.lower() if key == "query_text" else text
+    return values
 
 
 def _utf8(text: str, what: str) -> str:
@@ -439,42 +255,171 @@ def recommend(
     search, source item id for related, category for category) or a mapping holding it.
     ``country`` keeps only items available there. Raises :class:`RecommendError` on bad input.
     """
+    answer = begin(task, context, k, country, settings)
+    if isinstance(answer, Recommendations):
+        return answer
+    assert answer.future is not None
+    try:
+        return answer.finish(answer.future.result(timeout=answer.seconds_left()))
+    except FutureTimeout:
+        return answer.finish(None, over_budget=True)
+    except Exception as exc:  # see Pending.failed: the cache and the fallbacks still answer
+        answer.failed(exc)
+        return answer.finish(None)
+
+
+@dataclass
+class Pending:
+    """A lookup waiting for online scoring in a worker (a model or tables being loaded):
+    ``future`` gives the context's scored candidates; :meth:`finish` makes the answer from them
+    (``None``: over budget or failed, so the cache or the fallback chain answers). The HTTP
+    service awaits the future without blocking."""
+
+    settings: Settings
+    reader: CacheReader
+    canvas: Canvas
+    values: dict[str, str]
+    key: str
+    k: int
+    country: str | None
+    mode: str
+    future: Future[Scored] | None
+    deadline: float  # time.monotonic() when the canvas's online budget runs out
+
+    def seconds_left(self) -> float:
+        return max(0.0, self.deadline - time.monotonic())
+
+    def start(self) -> Recommendations | Pending:
+        """Score in this thread when the model and tables are loaded, within the budget (the
+        answer); else start a worker that loads them and scores (this, with its future)."""
+        from ranker.online import OverBudget
+
+        scorer = online_scorer(self.settings)
+        try:
+            scored = scorer.score_now(self.reader, self.canvas, self.values, self.deadline)
+            if scored is None:
+                self.future = scorer.submit(self.reader, self.canvas, self.values)
+                return self
+        except OverBudget:
+            return self.finish(None, over_budget=True)
+        except Exception as exc:  # reported by failed(): the cache and the fallbacks answer
+            self.failed(exc)
+            return self.finish(None)
+        return self.finish(scored)
+
+    def failed(self, exc: BaseException) -> None:
+        """Online scoring that cannot run (no online tables, a model whose features they lack)
+        is logged once, anything else every time; the lookup goes on without it (/readyz says
+        why)."""
+        from ranker.online_tables import OnlineUnavailable
+
+        if isinstance(exc, OnlineUnavailable):
+            if str(exc) not in _unavailable_logged:
+                _unavailable_logged.add(str(exc))
+                logger.warning("online scoring unavailable: %s", exc)
+        else:
+            logger.error(
+                "online scoring of %s %s failed", self.canvas.name, self.values, exc_info=exc
+            )
+
+    def finish(self, scored: Scored | None, over_budget: bool = False) -> Recommendations:
+        while True:
+            reader = self.reader
+            with reader.lock:
+                if not reader.closed:
+                    cached = None
+                    if scored is None and self.mode == "online":  # the cache, if it holds it
+                        cached = reader.cached_list(self.canvas.name, self.key)
+                    return _lookup(
+                        reader, self.canvas, self.key, self.k, self.country, cached, scored,
+                        over_budget,
+                    )  # fmt: skip
+            # A new generation was published meanwhile: answer with its reader (what was scored
+            # stays valid: the same model, the features of the build before).
+            self.reader = _reader(self.settings)
+
+
+def begin(
+    task: str,
+    context: str | Mapping[str, str | None],
+    k: int | None = None,
+    country: str | None = None,
+    settings: Settings | None = None,
+) -> Recommendations | Pending:
+    """The answer when the cache or the fallback chain gives it at once, else the online scoring
+    started for it (:class:`Pending`). :func:`recommend` waits for it; the HTTP service awaits."""
     if settings is None:
         settings = _default_settings()
     canvas, k = _validate(settings.registry, task, k)
-    key = context_value(canvas, context)
+    values = context_values(canvas, context)
+    assert canvas.serving is not None
+    key = values[canvas.serving.key]
+    mode = settings.registry.serving_mode(canvas.name)
     while True:
         reader = _reader(settings)
         with reader.lock:
-            if not reader.closed:  # else replaced by a newer generation meanwhile: ask again
-                _check_country(reader, country)
-                return _lookup(reader, canvas, key, k, country)
+            if reader.closed:  # replaced by a newer generation meanwhile: ask again
+                continue
+            _check_country(reader, country)
+            cached = None if mode == "online" else reader.cached_list(canvas.name, key)
+            if mode == "cache_only" or cached is not None:
+                return _lookup(reader, canvas, key, k, country, cached)
+        deadline = time.monotonic() + canvas.serving.online_timeout_ms / 1000
+        pending = Pending(settings, reader, canvas, values, key, k, country, mode, None, deadline)
+        return pending.start()
+
+
+_scorers: dict[int, tuple[Settings, OnlineScorer]] = {}
+_scorers_lock = threading.Lock()
+_unavailable_logged: set[str] = set()
+
+
+def online_scorer(settings: Settings) -> OnlineScorer:
+    """The process's online scorer for ``settings`` (it keeps the model and scored contexts)."""
+    from ranker.online import OnlineScorer
+
+    with _scorers_lock:
+        found = _scorers.get(id(settings))
+        if found is None or found[0] is not settings:
+            found = (settings, OnlineScorer(settings))
+            _scorers[id(settings)] = found
+        return found[1]
 
 
 def _lookup(
-    reader: CacheReader, canvas: Canvas, key: str, k: int, country: str | None
+    reader: CacheReader,
+    canvas: Canvas,
+    key: str,
+    k: int,
+    country: str | None,
+    cached: list[tuple[str, Any, str]] | None,
+    scored: Scored | None = None,
+    over_budget: bool = False,
 ) -> Recommendations:
+    """The answer: the context scored online (``scored``) or its ``cached`` list, then the
+    canvas's fallback chain for what is missing; items not available in ``country`` are
+    skipped."""
     assert canvas.serving is not None
-    cached = reader.cached_rows()
-    span = cached.spans.get((canvas.name, key))
     rows: list[tuple[str, Any, str]] = []
-    if span is not None:
-        start, stop = span
-        for item_id, score, source in zip(
-            cached.item_id[start:stop].to_pylist(),
-            cached.score[start:stop].to_pylist(),
-            cached.source[start:stop].to_pylist(),
-            strict=True,
-        ):
-            if reader.available(str(item_id), country):
-                rows.append((str(item_id), score, str(source)))
+    model_version, answered_by = reader.model_version, ""
+    if scored is not None:
+        model_version, answered_by = scored.model_version, "online" if scored.items else ""
+        for item_id, score, source in scored.items:
+            if reader.available(item_id, country):
+                rows.append((item_id, score, source))
                 if len(rows) == k:
                     break
+    else:
+        for item_id, score, source in cached or ():
+            if reader.available(item_id, country):
+                rows.append((item_id, score, source))
+                if len(rows) == k:
+                    break
+        answered_by = "cache" if rows else ""
     items = [
         Recommendation(i + 1, item_id, None if score is None else float(score), source)
         for i, (item_id, score, source) in enumerate(rows)
     ]
-    answered_by = "cache" if items else ""
     if len(items) < k:
         seen = {r.item_id for r in items}
         if canvas.serving.key == "source_item_id" and canvas.exclude_source_item:
@@ -493,9 +438,10 @@ def _lookup(
         context_key=key,
         items=tuple(items),
         answered_by=answered_by or "none",
-        model_version=reader.model_version,
+        model_version=model_version,
         generated_at=reader.generated_at,
         cache_generation=reader.path.name,
+        over_budget=over_budget,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 from collections.abc import Iterator
@@ -141,6 +142,39 @@ def served_project(tiny_warehouse: Path, tmp_path_factory: pytest.TempPathFactor
     train_and_evaluate(settings, params, write_reports=False)
     score_candidates(settings, batch_rows=2_000)
     return settings
+
+
+def with_serving_mode(settings: Settings, mode: str) -> Settings:
+    """``settings`` with every served canvas's registry ``serving.mode`` set to ``mode``."""
+    canvases = tuple(
+        c.model_copy(update={"serving": c.serving.model_copy(update={"mode": mode})})
+        if c.serving is not None
+        else c
+        for c in settings.registry.canvases
+    )
+    registry = settings.registry.model_copy(update={"canvases": canvases})
+    return dataclasses.replace(settings, registry=registry)
+
+
+def with_online_budget(settings: Settings, milliseconds: int) -> Settings:
+    """``settings`` with every served canvas's registry ``serving.online_timeout_ms`` set."""
+    canvases = tuple(
+        c.model_copy(
+            update={"serving": c.serving.model_copy(update={"online_timeout_ms": milliseconds})}
+        )
+        if c.serving is not None
+        else c
+        for c in settings.registry.canvases
+    )
+    registry = settings.registry.model_copy(update={"canvases": canvases})
+    return dataclasses.replace(settings, registry=registry)
+
+
+@pytest.fixture(scope="session")
+def cache_only_project(served_project: Settings) -> Settings:
+    """`served_project` with every canvas in serving mode cache_only: what the cache and the
+    fallback chain answer, without online scoring."""
+    return with_serving_mode(served_project, "cache_only")
 
 
 @pytest.fixture

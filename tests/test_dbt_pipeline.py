@@ -198,6 +198,14 @@ def _misspelt(registry: dict[str, Any], change: str) -> dict[str, Any]:
         registry["canvases"][1]["context_columns"] = ["query_txt", "user_id"]
     elif change == "knob":
         registry["canvases"][0]["serving"]["max_k"] = 5
+    elif change == "online":
+        registry["canvases"][0]["serving"]["mode"] = "online"
+        registry["features"].append(
+            {
+                "model": "int_features__session",
+                "columns": [{"name": "session_views", "type": "int", "default": 0}],
+            }
+        )
     return registry
 
 
@@ -220,6 +228,11 @@ def _misspelt(registry: dict[str, Any], change: str) -> dict[str, Any]:
         ("type", "vars.unirank.canvases[home].weight is -2"),
         ("reference", "canvas 'search' names unknown context column 'query_txt'"),
         ("knob", "canvas 'home' serving max_k=5 is below its k=20"),
+        (
+            "online",
+            "canvas 'home' serving mode online scores at request time, but feature model "
+            "'int_features__session' (grain request) cannot be computed then",
+        ),
     ],
 )
 def test_a_bad_registry_stops_dbt_alone_and_the_cli_with_the_same_message(

@@ -24,9 +24,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ranker import artifacts
+from ranker.cache_reader import current_cache_path
 from ranker.config import Settings
 from ranker.http_service import MAX_VALUE_CHARS, create_app
-from ranker.serve import current_cache_path
+from tests.conftest import with_online_budget
 
 CLI = Path(sys.executable).with_name("unirank-cli")
 
@@ -73,12 +74,32 @@ def test_every_canvas_answers_from_the_cache_by_its_own_context_column(
         assert posted.status_code == 200 and posted.json() == body
 
 
-def test_an_unseen_context_is_answered_by_the_fallback_chain_and_says_so(
-    client: TestClient,
+def test_an_unseen_context_is_scored_online_by_the_current_model_and_says_so(
+    client: TestClient, served_project: Settings
 ) -> None:
-    body = client.get("/recommend/home", params={"user_id": "nobody-ever"}).json()
-    assert body["answered_by"] == "popular_in_canvas"
+    """A user the cache does not hold, on a canvas in the default mode cache_then_online: the
+    current model scores the canvas's candidates at request time."""
+    current = artifacts.current_version(artifacts.models_dir(served_project.artifacts_dir)).version
+    got = client.get("/recommend/home", params={"user_id": "nobody-ever", "k": 7})
+    body = got.json()
+    assert got.status_code == 200 and body["answered_by"] == "online", body
+    assert body["over_budget"] is False and body["model_version"] == current
+    scores = [i["score"] for i in body["items"]]
+    assert len(scores) == 7 and scores == sorted(scores, reverse=True)
+    home = served_project.registry.canvas("home").serving
+    assert home is not None
+    assert {i["source"] for i in body["items"]} <= set(home.sources)
+
+
+def test_an_unseen_context_is_answered_by_the_fallback_chain_in_mode_cache_only(
+    cache_only_project: Settings,
+) -> None:
+    with TestClient(create_app(cache_only_project)) as cache_only:
+        body = cache_only.get("/recommend/home", params={"user_id": "nobody-ever"}).json()
+        ready = cache_only.get("/readyz").json()
+    assert body["answered_by"] == "popular_in_canvas" and body["over_budget"] is False
     assert body["items"] and {i["source"] for i in body["items"]} == {"popular_in_canvas"}
+    assert ready["canvases"]["home"] == {"mode": "cache_only"}
 
 
 @pytest.mark.parametrize(
@@ -179,10 +200,7 @@ def test_metrics_count_requests_latency_and_answers_by_path(served_project: Sett
             fresh.get("/recommend/home", params={"user_id": "nobody"})
         fresh.get("/recommend/nowhere", params={"user_id": "u"})
         text = fresh.get("/metrics").text
-    assert (
-        'unirank_requests_total{answered_by="popular_in_canvas",canvas="home",status="200"} 3.0'
-        in text
-    )
+    assert 'unirank_requests_total{answered_by="online",canvas="home",status="200"} 3.0' in text
     assert 'unirank_requests_total{answered_by="error",canvas="unknown",status="404"} 1.0' in text
     assert re.search(r'unirank_request_seconds_bucket\{canvas="home",le="0\.05"\} 3\.0', text)
     assert 'unirank_request_seconds_count{canvas="home"} 3.0' in text
@@ -197,9 +215,10 @@ def _free_port() -> int:
 def test_a_cache_publish_and_a_model_swap_under_load_fail_no_request(
     served_copy: Settings,
 ) -> None:
-    """A real server (uvicorn) and client (httpx) from 6 threads while `score --keep 1`
-    publishes twice and another model becomes CURRENT: every request answers 200, and after the
-    swap the answers say the cache's model is no longer the current one."""
+    """A real server (uvicorn) and client (httpx) from 6 threads, cached lookups and users the
+    cache does not hold (scored online), while `score --keep 1` publishes twice and another
+    model becomes CURRENT: every request answers 200, after the swap the cached answers say the
+    cache's model is no longer the current one, and online answers are scored by the new one."""
     import uvicorn
 
     from ranker.score import score_candidates
@@ -228,6 +247,15 @@ def test_a_cache_publish_and_a_model_swap_under_load_fail_no_request(
                         answered[0] += 1
                         if got.status_code != 200 or got.json()["answered_by"] != "cache":
                             failures.append(f"{got.status_code} {got.text[:200]}")
+                # a user the cache does not hold: scored online, or over budget the fallbacks
+                got = http.get("/recommend/home", params={"user_id": f"new-{answered[0]}"})
+                with lock:
+                    answered[0] += 1
+                    body = got.json() if got.status_code == 200 else {}
+                    if not body.get("items") or not (
+                        body["answered_by"] == "online" or body["over_budget"]
+                    ):
+                        failures.append(f"{got.status_code} {got.text[:200]}")
 
     threads = [threading.Thread(target=load) for _ in range(6)]
     for thread in threads:
@@ -248,18 +276,82 @@ def test_a_cache_publish_and_a_model_swap_under_load_fail_no_request(
             thread.join()
     with httpx.Client(base_url=f"http://127.0.0.1:{port}") as http:
         after = http.get("/recommend/home", params={"user_id": cached["home"][0]}).json()
+        deadline = time.monotonic() + 10
+        while True:  # the first online request after the swap loads the new model
+            online = http.get("/recommend/home", params={"user_id": "after-swap"}).json()
+            if online["model_version"] == new or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
     server.should_exit = True
     serving.join(timeout=10)
     assert not failures, failures[:5]
     assert answered[0] > 100
     assert after["cache_generation"] in generations
     assert after["current_model_version"] == new and after["stale_model"] is True
+    assert online["answered_by"] == "online" and online["model_version"] == new
+    assert online["stale_model"] is False
+
+
+def test_a_model_being_loaded_does_not_hold_up_other_requests(
+    served_copy: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After CURRENT moves, the first online request loads the new model in a worker; the
+    service awaits it without blocking: a cached lookup sent meanwhile is answered while the
+    model is still loading, and the online request is then scored by the new model."""
+    import uvicorn
+
+    from ranker import score
+
+    settings = with_online_budget(served_copy, 10_000)
+    port = _free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), port=port, log_level="warning", access_log=False)
+    )
+    serving = threading.Thread(target=server.run, daemon=True)
+    serving.start()
+    while not server.started:  # started: the current model and tables are loaded
+        time.sleep(0.05)
+    release, loading = threading.Event(), threading.Event()
+    loaded = score.load_model
+
+    def held(version: artifacts.ModelVersion) -> object:
+        loading.set()
+        release.wait(10)
+        return loaded(version)
+
+    monkeypatch.setattr(score, "load_model", held)
+    models = artifacts.models_dir(settings.artifacts_dir)
+    new = artifacts.current_version(models).version + "-next"
+    shutil.copytree(models / artifacts.current_version(models).version, models / new)
+    artifacts.promote(models, new)
+    time.sleep(0.2)  # past POINTER_MAX_AGE: the service sees the new CURRENT
+    online: dict[str, object] = {}
+
+    def ask_online() -> None:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+            online.update(http.get("/recommend/home", params={"user_id": "held-user"}).json())
+
+    asking = threading.Thread(target=ask_online)
+    asking.start()
+    try:
+        assert loading.wait(10)
+        key = _cached(settings)["search"][0]
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+            cached = http.get("/recommend/search", params={"query_text": key}).json()
+        assert cached["answered_by"] == "cache"
+        assert not online  # still waiting for the model
+    finally:
+        release.set()
+        asking.join(timeout=30)
+        server.should_exit = True
+        serving.join(timeout=10)
+    assert online["answered_by"] == "online" and online["model_version"] == new
 
 
 def test_the_curls_score_prints_work_against_unirank_cli_serve(served_copy: Settings) -> None:
-    """`unirank-cli score` (the last step of `make demo`) ends with how to start the service and
-    one curl per canvas; each of those requests, sent to `unirank-cli serve`, answers from the
-    cache."""
+    """`unirank-cli score` (the last step of `make demo`) ends with how to start the service,
+    one curl per canvas and one for a context the cache does not hold; sent to `unirank-cli
+    serve`, each of the first answers from the cache, the last is scored online."""
     env = dict(
         os.environ,
         UNIRANK_DUCKDB_PATH=str(served_copy.duckdb_path),
@@ -271,6 +363,11 @@ def test_the_curls_score_prints_work_against_unirank_cli_serve(served_copy: Sett
     )
     assert "unirank-cli serve" in scored.stdout
     urls = re.findall(r"curl '(http://127\.0\.0\.1:8000/recommend/[^']+)'", scored.stdout)
+    *urls, unseen = urls
+    assert (
+        "scored online" in scored.stdout.splitlines()[-1]
+        and unseen in scored.stdout.splitlines()[-1]
+    )
     canvases = {c.name for c in served_copy.registry.canvases if c.serving}
     assert {re.search(r"/recommend/(\w+)", u).group(1) for u in urls} == canvases  # type: ignore[union-attr]
     port = _free_port()
@@ -296,6 +393,8 @@ def test_the_curls_score_prints_work_against_unirank_cli_serve(served_copy: Sett
         for url in urls:
             with urllib.request.urlopen(url.replace("http://127.0.0.1:8000", base)) as answer:
                 assert b'"answered_by":"cache"' in answer.read(), url
+        with urllib.request.urlopen(unseen.replace("http://127.0.0.1:8000", base)) as answer:
+            assert b'"answered_by":"online"' in answer.read(), unseen
     finally:
         service.terminate()
         service.wait(timeout=20)

@@ -224,8 +224,9 @@ def test_lookups_from_many_threads_never_fail_while_score_publishes(
     """8 threads look up while `score --keep 1` publishes 10 generations: every lookup answers
     from a whole generation, none raises (a replaced reader is closed only once no thread uses
     it; a generation deleted while being opened is looked up again)."""
+    from ranker.cache_reader import current_cache_path
     from ranker.score import score_candidates
-    from ranker.serve import current_cache_path, recommend
+    from ranker.serve import recommend
 
     with duckdb.connect(str(current_cache_path(served_copy)), read_only=True) as con:
         contexts = con.execute(
@@ -283,7 +284,9 @@ def test_a_corrupt_model_or_metadata_is_one_clear_error(served_copy: Settings) -
 
 
 def test_a_cache_without_cache_info_is_one_clear_error(served_copy: Settings) -> None:
-    from ranker.serve import CacheMissingError, current_cache_path, recommend
+    from ranker.cache_reader import current_cache_path
+    from ranker.errors import CacheMissingError
+    from ranker.serve import recommend
 
     with duckdb.connect(str(current_cache_path(served_copy))) as con:
         con.execute("delete from cache_info")
@@ -293,7 +296,8 @@ def test_a_cache_without_cache_info_is_one_clear_error(served_copy: Settings) ->
 
 
 def test_bad_text_and_countries_are_refused_not_answered_empty(served_project: Settings) -> None:
-    from ranker.serve import RecommendError, recommend
+    from ranker.errors import RecommendError
+    from ranker.serve import recommend
 
     undecodable = b"caf\xc3".decode("utf-8", "surrogateescape")  # as argv delivers it
     with pytest.raises(RecommendError, match="not valid UTF-8"):
@@ -309,7 +313,7 @@ def test_bad_text_and_countries_are_refused_not_answered_empty(served_project: S
 def test_a_write_failure_is_one_line_and_keeps_the_cache(served_copy: Settings) -> None:
     import resource
 
-    from ranker.serve import current_cache_path
+    from ranker.cache_reader import current_cache_path
 
     before = os.path.realpath(current_cache_path(served_copy))
     env = dict(
@@ -569,8 +573,8 @@ def test_a_cache_of_an_older_build_never_replaces_one_of_a_newer_build(
 ) -> None:
     """Build while score: a score that read the previous build and finishes after a score of the
     newer build does not publish over it; a score of the newer build does."""
+    from ranker.cache_reader import current_cache_path
     from ranker.score import score_candidates
-    from ranker.serve import current_cache_path
 
     warehouse = served_copy.duckdb_path
     _set_published_at(warehouse, "2030-03-02 10:00:00")

@@ -24,9 +24,9 @@ from typer.testing import CliRunner
 from cli.main import app
 from ranker import artifacts
 from ranker import score as score_module
+from ranker.cache_reader import current_cache_path
 from ranker.config import Settings
 from ranker.score import ScoringError, TopK, _run_tops, load_model, score_candidates
-from ranker.serve import current_cache_path
 
 pytestmark = pytest.mark.dbt
 
@@ -410,7 +410,7 @@ def lts_duckdb() -> Path:
 def test_the_cache_opens_in_duckdb_lts_and_has_a_parquet_twin(
     served_copy: Settings, lts_duckdb: Path
 ) -> None:
-    from ranker.serve import CURRENT_PARQUET_LINK, cache_dir
+    from ranker.cache_reader import CURRENT_PARQUET_LINK, cache_dir
 
     result = score_candidates(served_copy, batch_rows=2_000, keep=1)
     parquet = cache_dir(served_copy) / CURRENT_PARQUET_LINK

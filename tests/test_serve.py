@@ -12,18 +12,11 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
+from ranker.cache_reader import _reader, current_cache_path
 from ranker.config import Settings
+from ranker.errors import CacheMissingError, RecommendError
 from ranker.registry import Canvas
-from ranker.serve import (
-    CacheMissingError,
-    RecommendError,
-    _fallback,
-    _reader,
-    current_cache_path,
-    fallback_items_sql,
-    fallback_key_kind,
-    recommend,
-)
+from ranker.serve import _fallback, fallback_items_sql, fallback_key_kind, recommend
 
 pytestmark = pytest.mark.dbt
 
@@ -92,15 +85,15 @@ def test_cached_lookups_answer_what_the_sql_answers(served_project: Settings) ->
             assert head == cached, (task, key, country)
 
 
-def test_unknown_user_is_answered_by_the_home_fallback(served_project: Settings) -> None:
-    result = recommend("home", "a-user-never-seen", k=7, settings=served_project)
+def test_unknown_user_is_answered_by_the_home_fallback(cache_only_project: Settings) -> None:
+    result = recommend("home", "a-user-never-seen", k=7, settings=cache_only_project)
     assert result.answered_by == "popular_in_canvas"
     assert len(result.items) == 7 and {r.source for r in result.items} == {"popular_in_canvas"}
     assert all(r.score is None for r in result.items)
     expected = [
         r[0]
         for r in _cache(
-            served_project,
+            cache_only_project,
             "select item_id from serving_fallbacks where source = 'popular_in_canvas' and retrieval_key = 'home' order by source_rank limit 7",
         )
     ]
@@ -108,35 +101,38 @@ def test_unknown_user_is_answered_by_the_home_fallback(served_project: Settings)
 
 
 def test_related_chain_skips_what_it_cannot_answer_and_never_returns_the_source(
-    served_project: Settings,
+    cache_only_project: Settings,
 ) -> None:
-    unknown = recommend("related", "no-such-item", k=5, settings=served_project)
+    unknown = recommend("related", "no-such-item", k=5, settings=cache_only_project)
     assert unknown.answered_by == "popular_in_canvas"  # no co-engagement, no category for it
     cached = {
         r[0]
         for r in _cache(
-            served_project,
+            cache_only_project,
             "select distinct context_key from recommendations where task_type = 'related'",
         )
     }
     catalogued = [
-        r[0] for r in _cache(served_project, "select item_id from item_catalogue order by item_id")
+        r[0]
+        for r in _cache(cache_only_project, "select item_id from item_catalogue order by item_id")
     ]
     cold_item = next(i for i in catalogued if i not in cached)
-    result = recommend("related", cold_item, k=10, settings=served_project)
+    result = recommend("related", cold_item, k=10, settings=cache_only_project)
     assert result.answered_by in ("coengagement", "popular_in_category")
     assert cold_item not in [r.item_id for r in result.items]
     assert len({r.item_id for r in result.items}) == len(result.items) == 10
 
 
-def test_unseen_query_is_matched_against_titles(served_project: Settings) -> None:
+def test_unseen_query_is_matched_against_titles(cache_only_project: Settings) -> None:
     title = str(
-        _cache(served_project, "select title from item_catalogue order by item_id limit 1")[0][0]
+        _cache(cache_only_project, "select title from item_catalogue order by item_id limit 1")[0][
+            0
+        ]
     )
     word = title.split()[0]
-    result = recommend("search", f"qqqq {word.upper()}", k=5, settings=served_project)
+    result = recommend("search", f"qqqq {word.upper()}", k=5, settings=cache_only_project)
     assert result.answered_by == "title_match"
-    titles = dict(_cache(served_project, "select item_id, title from item_catalogue"))
+    titles = dict(_cache(cache_only_project, "select item_id, title from item_catalogue"))
     assert all(word in str(titles[r.item_id]).split() for r in result.items)
 
 
@@ -153,7 +149,7 @@ def test_unknown_availability_means_available_everywhere(served_project: Setting
     """An item whose catalogue row has no countries ('' or NULL, as MovieLens and Diginetica)
     is available in every country, the way the feature is_available_in_country reads it; an
     item with countries is available only there."""
-    from ranker.serve import CacheReader, _CatalogueItem, current_cache_path
+    from ranker.cache_reader import CacheReader, _CatalogueItem, current_cache_path
 
     reader = CacheReader(current_cache_path(served_project))
     try:
@@ -174,7 +170,8 @@ def test_unknown_availability_means_available_everywhere(served_project: Setting
     [
         ("promo", "x", 5, "unknown canvas 'promo'"),
         ("home", "", 5, "looked up by user_id"),
-        ("home", {"query_text": "x"}, 5, "looked up by user_id"),
+        ("home", {"query_text": "x"}, 5, "canvas 'home' has no context column 'query_text'"),
+        ("home", {"country": "DE"}, 5, "looked up by user_id"),
         ("home", "u1", 0, "k must be an integer from 1 to 100 for canvas 'home'"),
         ("search", "q", 1001, "k must be an integer from 1 to 1000 for canvas 'search'"),
     ],
@@ -186,12 +183,12 @@ def test_bad_lookups_raise_a_specific_error(
         recommend(task, context, k=k, settings=served_project)  # type: ignore[arg-type]
 
 
-def test_sql_metacharacters_are_data(served_project: Settings) -> None:
-    rows_before = _cache(served_project, "select count(*) from recommendations")
+def test_sql_metacharacters_are_data(cache_only_project: Settings) -> None:
+    rows_before = _cache(cache_only_project, "select count(*) from recommendations")
     for hostile in ("x' or '1'='1", "'; drop table recommendations; --", 'u"0', "%_\\"):
-        result = recommend("home", hostile, k=3, settings=served_project)
+        result = recommend("home", hostile, k=3, settings=cache_only_project)
         assert result.answered_by == "popular_in_canvas"
-    assert _cache(served_project, "select count(*) from recommendations") == rows_before
+    assert _cache(cache_only_project, "select count(*) from recommendations") == rows_before
 
 
 def test_no_cache_yet_says_what_to_run(tiny_settings: Settings) -> None:

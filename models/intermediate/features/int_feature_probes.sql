@@ -5,6 +5,11 @@
     training and serving cannot drift apart. A probe's features use only events strictly before
     `requested_at`.
 
+    Online scoring (ranker.online) needs the features that depend only on the candidate item,
+    its canvas and the time as of the serving clock for any item: one `latest` probe per
+    (served canvas, catalogue item) at the serving clock, every context column at its sentinel.
+    The marts read them as online_item_features, computed by this same SQL.
+
     For the generic feature checks, one training request in feature_checks.every_nth_request
     also gets two twins per candidate (probe_kind): `check_past`, the same probe one
     microsecond earlier (a feature that changes has seen the probe's own time), and
@@ -17,6 +22,7 @@
 {%- set every = registry.feature_checks.every_nth_request -%}
 {%- set columns = ['request_id', 'task_type', 'item_id'] + registry.context_names -%}
 {%- set twins = {'check_past': 1, 'check_serve': 0} if every > 0 else {} %}
+{%- set served = registry.canvases | selectattr('serving') | map(attribute='name') | list %}
 -- depends_on: {{ ref('quarantine_summary') }}
 with
 
@@ -28,10 +34,39 @@ serving_candidates as (
     select * from {{ ref('int_serving_candidates') }}
 ),
 
+items as (
+    select * from {{ ref('int_items') }}
+),
+
+serving_clock as (
+    select * from {{ ref('int_serving_clock') }}
+),
+
+latest_probes as (
+    {% for canvas in served -%}
+    select
+        {{ dbt.concat(["'latest|" ~ canvas ~ "|'", 'items.item_id']) }} as request_id,
+        cast('{{ canvas }}' as {{ dbt.type_string() }}) as task_type,
+        items.item_id,
+        {% for column in registry.context_columns -%}
+        {{ sentinel_literal(column) }} as {{ column.name }},
+        {% endfor -%}
+        serving_clock.as_of as requested_at
+    from items
+    cross join serving_clock
+    {% if not loop.last %}union all{% endif %}
+    {% endfor -%}
+    {%- if served | length == 0 -%}
+    select {{ columns | join(', ') }}, requested_at from serving_candidates where 1 = 0
+    {%- endif %}
+),
+
 probes_unioned as (
     select {{ columns | join(', ') }}, 'train' as probe_kind, requested_at from labels_unioned
     union all
     select {{ columns | join(', ') }}, 'serve' as probe_kind, requested_at from serving_candidates
+    union all
+    select {{ columns | join(', ') }}, 'latest' as probe_kind, requested_at from latest_probes
 ),
 
 probes_timed as (
@@ -60,7 +95,7 @@ probes_and_twins as (
 final as (
     select
         *,
-        probe_kind in ('serve', 'check_serve') as is_serving
+        probe_kind in ('serve', 'check_serve', 'latest') as is_serving
     from probes_and_twins
 )
 
