@@ -208,3 +208,30 @@ def test_train_keeps_a_model_worse_on_one_canvas_as_a_candidate(
     assert forced.promoted and artifacts.current_name(root) == forced.version
     assert artifacts.load_version(root, forced.version).metadata["promotion"]["forced"] is True
     assert first.version in artifacts.list_versions(root)
+
+
+@pytest.mark.dbt
+def test_a_lookup_says_when_the_cache_is_not_from_the_current_model(
+    served_copy: Settings,
+) -> None:
+    import duckdb
+
+    from ranker.cache_reader import current_cache_path
+
+    with duckdb.connect(str(current_cache_path(served_copy)), read_only=True) as con:
+        user = con.execute(
+            "select min(context_key) from recommendations where task_type = 'home'"
+        ).fetchall()[0][0]
+    env = {"UNIRANK_DUCKDB_PATH": str(served_copy.duckdb_path),
+           "UNIRANK_ARTIFACTS_DIR": str(served_copy.artifacts_dir)}  # fmt: skip
+    command = ["recommend", "home", "--user", str(user), "--project-dir", str(PROJECT_DIR)]
+    before = CliRunner().invoke(app, command, env=env)
+    assert before.exit_code == 0 and "CURRENT is" not in before.output
+    root = artifacts.models_dir(served_copy.artifacts_dir)
+    scored_by = artifacts.current_version(root).version
+    artifacts.write_version(root, "newer", {"version": "newer"}, _fake_model)
+    artifacts.promote(root, "newer")
+    after = CliRunner().invoke(app, command, env=env)
+    assert after.exit_code == 0
+    said = " ".join(after.output.split())
+    assert f"scored by model {scored_by}, but CURRENT is newer" in said
