@@ -360,24 +360,24 @@ def _print_evaluation(result: train_stage.TrainingResult) -> None:
     from ranker.evaluate import HEADLINE_METRIC
 
     metric = HEADLINE_METRIC
-    table = Table(title=f"{metric} on the test split, mean ± 95% CI half-width")
-    kinds = ["unified", "bespoke", "no_task", "popularity", "current"]
-    kinds = [k for k in kinds if any(k in e.models for e in result.evaluations)]
+    table = Table(
+        title=f"{metric} on the test split: the unified model, and unified minus each "
+        "comparison model (paired 95% interval: better / tie / worse)"
+    )
+    versus = ["bespoke", "no_task", "popularity", "current"]
+    versus += sorted({k for e in result.evaluations for k in e.deltas} - {*versus})  # peers
+    versus = [k for k in versus if any(k in e.deltas for e in result.evaluations)]
     table.add_column("canvas")
     table.add_column("requests", justify="right")
-    for kind in kinds:
-        table.add_column(kind, justify="right")
-    versus = [k for k in ("bespoke", "current") if k in kinds]
+    table.add_column("unified", justify="right")
     for kind in versus:
-        table.add_column(f"unified vs {kind}", justify="right")
+        table.add_column(f"vs {kind}", justify="right")
     for evaluation in result.evaluations:
         if evaluation.skipped:
             table.add_row(evaluation.task, "0", f"not evaluated: {evaluation.skipped}")
             continue
-        cells = []
-        for kind in kinds:
-            scores = evaluation.models.get(kind)
-            cells.append("-" if scores is None else _plus_minus(scores.metrics[metric]))
+        unified = evaluation.models.get("unified")
+        cells = ["-" if unified is None else _plus_minus(unified.metrics[metric])]
         for kind in versus:
             delta = evaluation.deltas.get(kind, {}).get(metric)
             cells.append("-" if delta is None else _verdict(delta))
