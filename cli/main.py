@@ -478,10 +478,41 @@ def score(
             f"{result.candidate_rows:,} candidates, model {result.model_version}, "
             f"dbt run {result.dbt_invocation_id}, {result.seconds:.1f}s"
         )
+        _print_cache_metrics(result.cache_metrics)
+        for note in result.notes:
+            out.print(f"note: {note}")
         _warn_if_not_current(settings, result.model_version, "the cache just published")
         if samples:
             _print_samples(settings, samples)
         _print_serving_hint(settings)
+
+
+def _print_cache_metrics(rows: list[tuple[str, str, float]]) -> None:
+    """Beyond accuracy per canvas on the published cache (also in the warehouse's cache_metrics)."""
+    from ranker.beyond_accuracy import METRICS
+
+    if not rows:
+        return
+    values = {(task, metric): value for task, metric, value in rows}
+    table = Table(
+        title="what is served, per canvas (warehouse table cache_metrics): catalogue coverage, "
+        "distinct categories per list, popularity percentile (0.5 = no bias), fallback share"
+    )
+    table.add_column("canvas")
+    for metric in METRICS:
+        table.add_column(metric.replace("_", " "), justify="right")
+    for task in dict.fromkeys(task for task, _, _ in rows):
+        cells = []
+        for metric in METRICS:
+            value = values.get((task, metric))
+            if value is None:
+                cells.append("-")
+            elif metric == "contexts":
+                cells.append(f"{value:,.0f}")
+            else:
+                cells.append(f"{value:.3f}" if metric != "distinct_categories" else f"{value:.1f}")
+        table.add_row(task, *cells)
+    out.print(table)
 
 
 def _warn_if_not_current(settings: Settings, model_version: str | None, what: str) -> None:
