@@ -357,6 +357,7 @@ def train(
 
 
 def _print_evaluation(result: train_stage.TrainingResult) -> None:
+    from ranker import verdict
     from ranker.evaluate import HEADLINE_METRIC
 
     metric = HEADLINE_METRIC
@@ -383,6 +384,13 @@ def _print_evaluation(result: train_stage.TrainingResult) -> None:
             cells.append("-" if delta is None else _verdict(delta))
         table.add_row(evaluation.task, f"{evaluation.n_requests:,}", *cells)
     out.print(table)
+    if "bespoke" in versus:  # the product's question: one model against a model per canvas
+        for evaluation in result.evaluations:
+            delta = evaluation.deltas.get("bespoke", {}).get(metric)
+            if delta is not None and not evaluation.skipped:
+                out.print(verdict.sentence(evaluation.task, "bespoke", delta, metric))
+    for disagreement in verdict.disagreements(result.evaluations, metric, versus):
+        out.print(f"[yellow]pooled vs canvases: {disagreement}[/yellow]")
     for note in result.notes:
         out.print(f"note: {note}")
     if result.promoted:
@@ -401,13 +409,9 @@ def _plus_minus(interval: evaluate.Interval) -> str:
 
 def _verdict(delta: evaluate.Interval) -> str:
     """A paired difference and whether its 95% interval excludes zero."""
-    if delta.low > 0:
-        word = "better"
-    elif delta.high < 0:
-        word = "worse"
-    else:
-        word = "tie"
-    return f"{delta.value:+.3f} {word}"
+    from ranker.verdict import word
+
+    return f"{delta.value:+.3f} {word(delta)}"
 
 
 @app.command()
