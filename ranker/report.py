@@ -267,6 +267,7 @@ def _write_task_report(
         try:
             with _quiet():
                 page = _render_evidently(_task_summary(version, evaluation, k), parts)
+            page = _titled(page, f"unirank {version}: canvas {task}")
         except Exception as exc:  # Evidently is third-party: any failure falls back to a page.
             reason = _describe(exc)
             logger.warning("task %s: rendering the Evidently report failed: %s", task, reason)
@@ -511,6 +512,22 @@ def _render_evidently(summary: str, parts: Sequence[_Part]) -> str:
             text = f"**{_md(part.title)}** could not be computed: {_md(part.error)}"
             widgets.append(text_widget(text=text))
     return _harden_data_block(render_widgets(widgets, as_iframe=False))
+
+
+def _titled(page: str, title: str) -> str:
+    """Evidently's page with a ``<title>`` and, first in its body, a link back to the index."""
+    back = (
+        '<p style="font-family: sans-serif; margin: .5rem 1rem">'
+        '<a href="index.html">&larr; the verdict and every canvas (index.html)</a></p>'
+    )
+    head, sep, rest = page.partition("<head>")
+    if sep:
+        page = f"{head}<head><title>{_esc(title)}</title>{rest}"
+    start = page.find("<body")
+    if start >= 0:
+        end = page.find(">", start) + 1
+        page = page[:end] + back + page[end:]
+    return page
 
 
 def _harden_data_block(page: str) -> str:

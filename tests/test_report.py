@@ -246,6 +246,9 @@ def test_task_report_is_an_evidently_report(written: Written) -> None:
     for content in ("NDCG (top-10)", "MAP (top-10)", "Hit Rate (top-10)", "Data Drift", "score"):
         assert content in page
     assert "could not be computed" not in page
+    assert "<title>unirank v1: canvas home</title>" in page  # named in the browser's tab
+    body = page[page.index("<body") :]
+    assert body.index('<a href="index.html">') < body.index("<script")  # first: the way back
 
 
 def test_hostile_names_are_escaped(tmp_path: Path) -> None:
