@@ -303,6 +303,13 @@ def train(
         typer.Option(help="Also train the per-canvas (bespoke) and no-task models and compare."),
     ] = True,
     reports: Annotated[bool, typer.Option(help="Write the HTML reports.")] = True,
+    force: Annotated[
+        bool,
+        typer.Option(
+            help="Make the new model CURRENT even when the promotion gate would keep it as a "
+            "candidate (recorded in its metadata)."
+        ),
+    ] = False,
     target: TargetOption = None,
     vars_text: VarsOption = None,
     project_dir: ProjectDir = Path("."),
@@ -311,9 +318,11 @@ def train(
 
     Reads the ranking mart (run `build` first; with --target spark, from Spark through Arrow),
     trains the unified model with early stopping on the valid split, compares it on the test
-    split with a model per canvas, the model without task_type and popularity, writes
-    artifacts/models/<version>/, the model_metrics table (in the target's warehouse) and
-    reports/<version>/, and only then makes the new version current.
+    split with a model per canvas, the model without task_type, popularity and the CURRENT
+    model, writes artifacts/models/<version>/, the model_metrics table (in the target's
+    warehouse) and reports/<version>/. The new version becomes CURRENT only when no canvas is
+    surely worse than the current model (registry `promotion`); otherwise it is kept as a
+    candidate (`models list`, `models promote`).
     """
     from ranker import train as train_stage
 
@@ -342,44 +351,54 @@ def train(
                 progress.update(bars[stage], completed=done, total=total)
 
             result = train_stage.train_and_evaluate(
-                settings, params, on_progress, write_reports=reports
+                settings, params, on_progress, write_reports=reports, force=force
             )
         _print_evaluation(result)
 
 
 def _print_evaluation(result: train_stage.TrainingResult) -> None:
+    from ranker import verdict
     from ranker.evaluate import HEADLINE_METRIC
 
     metric = HEADLINE_METRIC
-    table = Table(title=f"{metric} on the test split, mean ± 95% CI half-width")
-    kinds = ["unified", "bespoke", "no_task", "popularity"]
+    table = Table(
+        title=f"{metric} on the test split: the unified model, and unified minus each "
+        "comparison model (paired 95% interval: better / tie / worse)"
+    )
+    versus = ["bespoke", "no_task", "popularity", "current"]
+    versus += sorted({k for e in result.evaluations for k in e.deltas} - {*versus})  # peers
+    versus = [k for k in versus if any(k in e.deltas for e in result.evaluations)]
     table.add_column("canvas")
     table.add_column("requests", justify="right")
-    for kind in kinds:
-        table.add_column(kind, justify="right")
-    table.add_column("unified vs bespoke", justify="right")
+    table.add_column("unified", justify="right")
+    for kind in versus:
+        table.add_column(f"vs {kind}", justify="right")
     for evaluation in result.evaluations:
         if evaluation.skipped:
             table.add_row(evaluation.task, "0", f"not evaluated: {evaluation.skipped}")
             continue
-        cells = []
-        for kind in kinds:
-            scores = evaluation.models.get(kind)
-            cells.append("-" if scores is None else _plus_minus(scores.metrics[metric]))
-        delta = evaluation.deltas.get("bespoke", {}).get(metric)
-        table.add_row(
-            evaluation.task,
-            f"{evaluation.n_requests:,}",
-            *cells,
-            "-" if delta is None else _verdict(delta),
-        )
+        unified = evaluation.models.get("unified")
+        cells = ["-" if unified is None else _plus_minus(unified.metrics[metric])]
+        for kind in versus:
+            delta = evaluation.deltas.get(kind, {}).get(metric)
+            cells.append("-" if delta is None else _verdict(delta))
+        table.add_row(evaluation.task, f"{evaluation.n_requests:,}", *cells)
     out.print(table)
+    if "bespoke" in versus:  # the product's question: one model against a model per canvas
+        for evaluation in result.evaluations:
+            delta = evaluation.deltas.get("bespoke", {}).get(metric)
+            if delta is not None and not evaluation.skipped:
+                out.print(verdict.sentence(evaluation.task, "bespoke", delta, metric))
+    for disagreement in verdict.disagreements(result.evaluations, metric, versus):
+        out.print(f"[yellow]pooled vs canvases: {disagreement}[/yellow]")
     for note in result.notes:
         out.print(f"note: {note}")
     if result.promoted:
         out.print(f"model {result.version}: {result.model_dir} (now current)")
     else:
-        out.print(f"model {result.version}: not promoted (see the note above)")
+        kept = result.model_dir.is_dir()  # a candidate; else discarded (an older build)
+        hint = f"; `unirank-cli models promote {result.version}` makes it current" if kept else ""
+        out.print(f"model {result.version}: not promoted (see the note above){hint}")
     if result.report_index is not None:
         out.print(f"report: {result.report_index}")
 
@@ -390,13 +409,9 @@ def _plus_minus(interval: evaluate.Interval) -> str:
 
 def _verdict(delta: evaluate.Interval) -> str:
     """A paired difference and whether its 95% interval excludes zero."""
-    if delta.low > 0:
-        word = "better"
-    elif delta.high < 0:
-        word = "worse"
-    else:
-        word = "tie"
-    return f"{delta.value:+.3f} {word}"
+    from ranker.verdict import word
+
+    return f"{delta.value:+.3f} {word(delta)}"
 
 
 @app.command()
@@ -467,9 +482,53 @@ def score(
             f"{result.candidate_rows:,} candidates, model {result.model_version}, "
             f"dbt run {result.dbt_invocation_id}, {result.seconds:.1f}s"
         )
+        _print_cache_metrics(result.cache_metrics)
+        for note in result.notes:
+            out.print(f"note: {note}")
+        _warn_if_not_current(settings, result.model_version, "the cache just published")
         if samples:
             _print_samples(settings, samples)
         _print_serving_hint(settings)
+
+
+def _print_cache_metrics(rows: list[tuple[str, str, float]]) -> None:
+    """Beyond accuracy per canvas on the published cache (also in the warehouse's cache_metrics)."""
+    from ranker.beyond_accuracy import METRICS
+
+    if not rows:
+        return
+    values = {(task, metric): value for task, metric, value in rows}
+    table = Table(
+        title="what is served, per canvas (warehouse table cache_metrics): catalogue coverage, "
+        "distinct categories per list, popularity percentile (0.5 = no bias), fallback share"
+    )
+    table.add_column("canvas")
+    for metric in METRICS:
+        table.add_column(metric.replace("_", " "), justify="right")
+    for task in dict.fromkeys(task for task, _, _ in rows):
+        cells = []
+        for metric in METRICS:
+            value = values.get((task, metric))
+            if value is None:
+                cells.append("-")
+            elif metric == "contexts":
+                cells.append(f"{value:,.0f}")
+            else:
+                cells.append(f"{value:.3f}" if metric != "distinct_categories" else f"{value:.1f}")
+        table.add_row(task, *cells)
+    out.print(table)
+
+
+def _warn_if_not_current(settings: Settings, model_version: str | None, what: str) -> None:
+    """Say when ``what`` was scored by a model that is not (or no longer) CURRENT."""
+    from ranker import artifacts
+
+    current = artifacts.current_name(artifacts.models_dir(settings.artifacts_dir))
+    if model_version and current and model_version != current:
+        out.print(
+            f"[yellow]note: {what} was scored by model {model_version}, but CURRENT is "
+            f"{current}; run `unirank-cli score` to score with it[/yellow]"
+        )
 
 
 def _score_on_spark(
@@ -654,6 +713,168 @@ def recommend(
             typer.echo(json.dumps(result.to_dict()))
         else:
             _print_recommendations(result)
+            if result.answered_by == "cache":
+                _warn_if_not_current(settings, result.model_version, "the cache")
+
+
+models_app = typer.Typer(
+    help="The model store: list versions, show one, promote one, roll back CURRENT.",
+    no_args_is_help=True,
+)
+app.add_typer(models_app, name="models")
+
+
+def _models_root(project_dir: Path, vars_text: str | None) -> Path:
+    from ranker import artifacts
+
+    return artifacts.models_dir(_settings(project_dir, vars_text).artifacts_dir)
+
+
+@models_app.command("list")
+def models_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for machines.")] = False,
+    vars_text: VarsOption = None,
+    project_dir: ProjectDir = Path("."),
+) -> None:
+    """Every model version: when, on which data, its headline metric per canvas, whether the
+    promotion gate let it become CURRENT, and which one is CURRENT."""
+    from ranker import artifacts
+    from ranker.evaluate import HEADLINE_METRIC
+
+    with _known_errors():
+        root = _models_root(project_dir, vars_text)
+        current = artifacts.current_name(root)
+        found = artifacts.versions(root)
+    if as_json:
+        import json
+
+        listed = [
+            {
+                "version": v.version,
+                "created_at": v.metadata.get("created_at"),
+                "data_fingerprint": v.metadata.get("data", {}).get("fingerprint"),
+                "status": _status(v.version, current, v.metadata),
+                "current": v.version == current,
+                HEADLINE_METRIC: {
+                    e["task"]: e["models"].get("unified", {}).get(HEADLINE_METRIC, {}).get("value")
+                    for e in v.metadata.get("metrics", [])
+                },
+            }
+            for v in found
+        ]
+        typer.echo(json.dumps(listed))
+        return
+    if not found:
+        out.print(f"no model versions under {root}; run `unirank-cli train`")
+        return
+    canvases: list[str] = []
+    for version in found:
+        for entry in version.metadata.get("metrics", []):
+            if entry["task"] not in canvases and entry["task"] != "all":
+                canvases.append(entry["task"])
+    table = Table(title=f"models under {root} (unified {HEADLINE_METRIC} on each canvas)")
+    table.add_column("version / created, data fingerprint", overflow="fold", min_width=20)
+    table.add_column("status", min_width=9)
+    for canvas in canvases:
+        table.add_column(canvas, justify="right", overflow="fold")
+    for version in found:
+        metadata = version.metadata
+        headline = {
+            e["task"]: e["models"].get("unified", {}).get(HEADLINE_METRIC, {}).get("value")
+            for e in metadata.get("metrics", [])
+        }
+        created = str(metadata.get("created_at", ""))[:16].replace("T", " ")
+        fingerprint = str(metadata.get("data", {}).get("fingerprint", ""))[:8]
+        table.add_row(
+            f"{version.version}\n{created}, {fingerprint}",
+            _status(version.version, current, metadata),
+            *("-" if headline.get(c) is None else f"{headline[c]:.3f}" for c in canvases),
+        )
+    out.print(table)
+
+
+def _status(version: str, current: str | None, metadata: dict[str, Any]) -> str:
+    if version == current:
+        return "CURRENT"
+    decision = metadata.get("promotion") or {}
+    if decision.get("promoted") is False:
+        blocked = ", ".join(b["canvas"] for b in decision.get("blocked_by", []))
+        return f"candidate (blocked by {blocked})" if blocked else "candidate"
+    return "earlier"
+
+
+@models_app.command("show")
+def models_show(
+    version: Annotated[str, typer.Argument(help="A version, as `models list` names it.")],
+    vars_text: VarsOption = None,
+    project_dir: ProjectDir = Path("."),
+) -> None:
+    """One version: data, parameters, the promotion decision, its comparison per canvas."""
+    from ranker import artifacts
+    from ranker.evaluate import HEADLINE_METRIC, Interval
+
+    with _known_errors():
+        root = _models_root(project_dir, vars_text)
+        model = artifacts.load_version(root, version)
+    metadata = model.metadata
+    current = artifacts.current_name(root)
+    out.print(f"model {model.version} ({_status(model.version, current, metadata)}): {model.path}")
+    data = metadata.get("data", {})
+    out.print(
+        f"created {metadata.get('created_at')}; data {data.get('fingerprint', '')[:8]}, "
+        f"{data.get('rows', 0):,} rows, {data.get('requests', 0):,} requests; best iteration "
+        f"{metadata.get('best_iteration')}; evaluated on {metadata.get('evaluated_on', 'test')}"
+    )
+    decision = metadata.get("promotion")
+    if decision:
+        out.print(f"at training: {decision.get('reason')}", highlight=False)
+    for at, name, reason in artifacts.history(root):
+        if name == model.version:
+            out.print(f"CURRENT from {at}: {reason}", highlight=False)
+    table = Table(title=f"{HEADLINE_METRIC}: unified minus each model, paired 95% interval")
+    table.add_column("canvas")
+    table.add_column("unified", justify="right")
+    kinds = sorted({k for e in metadata.get("metrics", []) for k in e.get("deltas_vs_unified", {})})
+    for kind in kinds:
+        table.add_column(f"vs {kind}", justify="right")
+    for entry in metadata.get("metrics", []):
+        unified = entry["models"].get("unified", {}).get(HEADLINE_METRIC)
+        cells = []
+        for kind in kinds:
+            delta = entry.get("deltas_vs_unified", {}).get(kind, {}).get(HEADLINE_METRIC)
+            cells.append("-" if delta is None else _verdict(Interval(**delta)))
+        table.add_row(entry["task"], "-" if unified is None else f"{unified['value']:.3f}", *cells)
+    out.print(table)
+
+
+@models_app.command("promote")
+def models_promote(
+    version: Annotated[str, typer.Argument(help="A version, as `models list` names it.")],
+    vars_text: VarsOption = None,
+    project_dir: ProjectDir = Path("."),
+) -> None:
+    """Make VERSION the CURRENT model (an atomic pointer move, recorded in HISTORY); the next
+    `score` scores with it, and the HTTP service picks it up without a restart."""
+    from ranker import artifacts
+
+    with _known_errors():
+        root = _models_root(project_dir, vars_text)
+        artifacts.load_version(root, version)  # a clear error for an unknown or broken one
+        before = artifacts.current_name(root)
+        artifacts.promote(root, version, "promoted by hand")
+    out.print(f"CURRENT: {version} (was {before}); run `unirank-cli score` to re-score the cache")
+
+
+@models_app.command("rollback")
+def models_rollback(vars_text: VarsOption = None, project_dir: ProjectDir = Path(".")) -> None:
+    """Make the model that was CURRENT before the current one CURRENT again."""
+    from ranker import artifacts
+
+    with _known_errors():
+        root = _models_root(project_dir, vars_text)
+        before = artifacts.current_name(root)
+        version = artifacts.rollback(root)
+    out.print(f"CURRENT: {version} (was {before}); run `unirank-cli score` to re-score the cache")
 
 
 @app.command("check-online")

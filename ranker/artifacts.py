@@ -1,11 +1,14 @@
 """The model store: ``artifacts/models/<version>/`` folders and the ``CURRENT`` pointer.
 
 A version folder is written aside (``.partial-<version>``) and renamed into place when complete;
-an existing version is never overwritten. Until it is promoted it holds an ``OWNER`` file (the
-writing run's pid): it is not listed, a failed run removes it, and the next train sweeps it
-(and its reports) if its run died. ``CURRENT`` names the version scoring uses; it moves
-(atomically, by ``os.replace``) only after a run fully succeeded, so a failed or interrupted run
-leaves the previous model current and usable.
+an existing version is never overwritten. While its run writes it, it holds an ``OWNER`` file
+(the run's pid): a failed run removes it, and the next train sweeps it (and its reports) if its
+run died. ``CURRENT`` names the version scoring uses; it moves (atomically, by ``os.replace``)
+only after a run fully succeeded and the promotion gate let it (``ranker.promotion``), so a
+failed or interrupted run leaves the previous model current and usable; a model the gate
+stopped stays as a candidate. ``HISTORY`` records every move of CURRENT (time, version, why),
+which ``rollback`` walks back. Folders and files are readable by the group (and others, as the
+umask allows): a service running as another user can read the model.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from ranker.processes import alive
 MODEL_FILE = "model.cbm"
 METADATA_FILE = "metadata.json"
 POINTER_FILE = "CURRENT"
+HISTORY_FILE = "HISTORY"  # one line per move of CURRENT: UTC time, version, reason (tab-separated)
 # In a version folder until it is promoted: the pid of the run writing it. A version whose run
 # died (a killed train) is removed by the next train (sweep_unpromoted).
 OWNER_FILE = "OWNER"
@@ -71,6 +75,7 @@ def write_version(
         )
     root.mkdir(parents=True, exist_ok=True)
     partial = Path(tempfile.mkdtemp(prefix=f".partial-{version}-", dir=root))
+    os.chmod(partial, _shared_mode(0o777))  # mkdtemp makes it private (0700)
     try:
         write_model(partial / MODEL_FILE)
         (partial / METADATA_FILE).write_text(json.dumps(metadata, indent=2, default=str) + "\n")
@@ -89,12 +94,82 @@ def update_metadata(model: ModelVersion, extra: dict[str, Any]) -> ModelVersion:
     return ModelVersion(model.version, model.path, metadata)
 
 
-def promote(root: Path, version: str) -> None:
-    """Make ``version`` the current model (atomic pointer move)."""
+def promote(root: Path, version: str, reason: str = "trained") -> None:
+    """Make ``version`` the current model (atomic pointer move), recorded in HISTORY."""
     if not (root / version / MODEL_FILE).is_file():
         raise ArtifactError(f"cannot promote {version}: {root / version / MODEL_FILE} is missing")
+    before = current_name(root)
+    if before is not None and not (root / HISTORY_FILE).exists():
+        # A store from before HISTORY: its CURRENT is where a rollback goes back to.
+        since = datetime.fromtimestamp((root / POINTER_FILE).stat().st_mtime, timezone.utc)
+        _record(root, since, before, "current when the history began")
     _atomic_write(root / POINTER_FILE, version + "\n")
+    release(root, version)
+    _record(root, datetime.now(timezone.utc), version, reason)
+
+
+def _record(root: Path, at: datetime, version: str, reason: str) -> None:
+    line = f"{at.isoformat(timespec='seconds')}\t{version}\t{' '.join(reason.split())}\n"
+    fd = os.open(root / HISTORY_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, _shared_mode(0o666))
+    try:
+        os.write(fd, line.encode())  # one write of one line: appends never interleave
+    finally:
+        os.close(fd)
+
+
+def release(root: Path, version: str) -> None:
+    """The run that wrote ``version`` is done with it: it stays (CURRENT or a candidate)."""
     (root / version / OWNER_FILE).unlink(missing_ok=True)
+
+
+def history(root: Path) -> list[tuple[str, str, str]]:
+    """Every move of CURRENT, oldest first: (UTC time, version, reason)."""
+    try:
+        text = (root / HISTORY_FILE).read_text()
+    except FileNotFoundError:
+        return []
+    moves = []
+    for line in text.splitlines():
+        parts = line.split("\t")
+        if len(parts) == 3:
+            moves.append((parts[0], parts[1], parts[2]))
+    return moves
+
+
+def rollback(root: Path) -> str:
+    """Make the model that was CURRENT before the current one CURRENT again; its name."""
+    current = current_name(root)
+    if current is None:
+        raise ArtifactError(f"no CURRENT model under {root}: nothing to roll back")
+    earlier = [v for _, v, _ in history(root)]
+    while earlier and earlier[-1] == current:
+        earlier.pop()
+    for version in reversed(earlier):
+        if version != current and (root / version / MODEL_FILE).is_file():
+            promote(root, version, f"rollback from {current}")
+            return version
+    raise ArtifactError(
+        f"no earlier CURRENT model recorded in {root / HISTORY_FILE} that still exists; "
+        "pick one with `unirank-cli models list` and `unirank-cli models promote VERSION`"
+    )
+
+
+def versions(root: Path) -> list[ModelVersion]:
+    """Every complete version (CURRENT, earlier ones and candidates), oldest first."""
+    found = []
+    for name in list_versions(root):
+        try:
+            found.append(load_version(root, name))
+        except ArtifactError:
+            continue  # an unreadable metadata.json: not a version to list
+    return found
+
+
+def _shared_mode(mode: int) -> int:
+    """``mode`` less what the process umask removes (read without changing it for long)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mode & ~mask
 
 
 def discard(root: Path, version: str, reports_dir: Path | None = None) -> None:
@@ -192,12 +267,13 @@ def list_versions(root: Path) -> list[str]:
         if p.is_dir()
         and not p.name.startswith(".")
         and (p / MODEL_FILE).is_file()
-        and not (p / OWNER_FILE).exists()  # not promoted (yet, or ever)
+        and not (p / OWNER_FILE).exists()  # its run is still writing it (or died)
     )
 
 
 def _atomic_write(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.chmod(tmp, _shared_mode(0o666))  # mkstemp makes it private (0600)
     try:
         with os.fdopen(fd, "w") as handle:
             handle.write(text)

@@ -258,6 +258,21 @@ class Training(Strict):
     random_seed: int = 0
 
 
+class Promotion(Strict):
+    """When `train` makes a new model CURRENT."""
+
+    metric: Literal["ndcg@5", "ndcg@10", "map@10", "mrr", "hitrate@10"] = Field(
+        default="ndcg@10", description="The metric the gate compares per canvas."
+    )
+    tolerance: float = Field(
+        default=0.0,
+        ge=0,
+        description="A new model is kept as a candidate (not CURRENT) when, on some canvas, the "
+        "upper end of the paired 95% interval of (new - current) on the same test requests is "
+        "below -tolerance: it is surely worse there by more than this.",
+    )
+
+
 class Serving(Strict):
     as_of: Timestamp | None = Field(
         default=None, description="Serve as of this time; null = just after the last event."
@@ -428,6 +443,7 @@ class Registry(Strict):
     stratification: Stratification = Stratification()
     training: Training = Training()
     serving: Serving = Serving()
+    promotion: Promotion = Promotion()
     negative_sampling: NegativeSampling = NegativeSampling()
     feature_checks: FeatureChecks = FeatureChecks()
     coengagement_lags: int = Field(default=3, ge=1)

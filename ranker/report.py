@@ -267,6 +267,7 @@ def _write_task_report(
         try:
             with _quiet():
                 page = _render_evidently(_task_summary(version, evaluation, k), parts)
+            page = _titled(page, f"unirank {version}: canvas {task}")
         except Exception as exc:  # Evidently is third-party: any failure falls back to a page.
             reason = _describe(exc)
             logger.warning("task %s: rendering the Evidently report failed: %s", task, reason)
@@ -513,6 +514,22 @@ def _render_evidently(summary: str, parts: Sequence[_Part]) -> str:
     return _harden_data_block(render_widgets(widgets, as_iframe=False))
 
 
+def _titled(page: str, title: str) -> str:
+    """Evidently's page with a ``<title>`` and, first in its body, a link back to the index."""
+    back = (
+        '<p style="font-family: sans-serif; margin: .5rem 1rem">'
+        '<a href="index.html">&larr; the verdict and every canvas (index.html)</a></p>'
+    )
+    head, sep, rest = page.partition("<head>")
+    if sep:
+        page = f"{head}<head><title>{_esc(title)}</title>{rest}"
+    start = page.find("<body")
+    if start >= 0:
+        end = page.find(">", start) + 1
+        page = page[:end] + back + page[end:]
+    return page
+
+
 def _harden_data_block(page: str) -> str:
     """Escape ``<`` in the JSON data that Evidently inlines in a ``<script>`` of the head.
 
@@ -579,6 +596,10 @@ dl { display: grid; grid-template-columns: max-content 1fr; gap: .2rem 1rem; }
 dt { font-weight: 600; }
 dd { margin: 0; }
 svg text { font-family: inherit; }
+ul.verdict { padding-left: 1.2rem; }
+ul.verdict li.better { color: #166534; }
+ul.verdict li.worse { color: #991b1b; }
+p.flag { background: #fef3c7; color: #92400e; padding: .4rem .6rem; }
 """
 
 
@@ -634,7 +655,7 @@ def _ordered_evaluations(evaluations: Sequence[TaskEvaluation]) -> list[TaskEval
 
 
 def _task_label(task: str) -> str:
-    return "all tasks (pooled)" if task == ALL_TASKS else task
+    return "all canvases (pooled)" if task == ALL_TASKS else task
 
 
 def _index_page(
@@ -650,15 +671,14 @@ def _index_page(
     colours = {kind: _PALETTE[i % len(_PALETTE)] for i, kind in enumerate(kinds)}
     evaluated = [e for e in ordered if e.skipped is None and e.models]
 
-    body: list[str] = [
-        f"<h1>unirank report — model version {_esc(version)}</h1>",
-        _intro(kinds, model_descriptions),
-        _contents(ordered, file_names),
-    ]
+    body: list[str] = [f"<h1>unirank report — model version {_esc(version)}</h1>"]
     if evaluated:
-        body.append(f"<h2>{_esc(HEADLINE_METRIC)} per task and model</h2>")
+        body.append(_verdict_section(evaluated, kinds, colours))
+    body += [_intro(kinds, model_descriptions), _contents(ordered, file_names)]
+    if evaluated:
+        body.append(f"<h2>{_esc(HEADLINE_METRIC)} per canvas and model</h2>")
         body.append(_headline_svg(evaluated, kinds, colours))
-    body.append("<h2>Metrics per task</h2>")
+    body.append("<h2>Metrics per canvas</h2>")
     body.append(
         '<p class="muted">Cells: mean over test requests [95% bootstrap interval]. '
         f"Δ columns: paired difference unified &minus; model on {_esc(HEADLINE_METRIC)}, "
@@ -677,6 +697,110 @@ def _index_page(
         f"<title>unirank report {_esc(version)}</title>\n<style>{_CSS}</style>\n</head>\n"
         "<body>\n" + "\n".join(body) + "\n</body>\n</html>\n"
     )
+
+
+def _verdict_section(
+    evaluated: Sequence[TaskEvaluation], kinds: Sequence[str], colours: Mapping[str, str]
+) -> str:
+    """The first screen: one sentence per canvas against a model of its own (or the first
+    comparison there is), the pooled-vs-canvases flags, and a forest plot of every paired
+    difference (templates/report/verdict.html.j2)."""
+    import jinja2
+
+    from ranker import verdict
+
+    metric = HEADLINE_METRIC
+    others = [k for k in kinds if k != "unified"]
+    main = "bespoke" if "bespoke" in others else (others[0] if others else None)
+    # the canvases first, the pooled row last
+    evaluated = sorted(evaluated, key=lambda e: e.task == ALL_TASKS)
+    sentences = []
+    for evaluation in evaluated:
+        delta = evaluation.deltas.get(main, {}).get(metric) if main else None
+        if delta is not None and _finite(delta):
+            sentences.append(
+                {
+                    "word": verdict.word(delta),
+                    "text": verdict.sentence(evaluation.task, main or "", delta, metric),
+                }
+            )
+    flags = [str(d) for d in verdict.disagreements(evaluated, metric, others)]
+    template = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates" / "report"),
+        autoescape=True,
+        keep_trailing_newline=True,
+    ).get_template("verdict.html.j2")
+    return template.render(
+        metric=metric,
+        sentences=sentences,
+        disagreements=flags,
+        plot=_forest_plot(evaluated, others, colours, metric),
+    )
+
+
+def _forest_plot(
+    evaluated: Sequence[TaskEvaluation],
+    kinds: Sequence[str],
+    colours: Mapping[str, str],
+    metric: str,
+) -> dict[str, Any]:
+    """Coordinates of the forest plot: per canvas, one row per comparison kind (point = unified
+    minus it, whisker = its paired 95% interval), on an axis symmetric around zero."""
+    width, left, right, top, row_height, gap = 760, 150, 24, 36, 14, 12
+    spans = [
+        abs(bound)
+        for e in evaluated
+        for k in kinds
+        if (d := e.deltas.get(k, {}).get(metric)) is not None and _finite(d)
+        for bound in (d.low, d.high, d.value)
+    ]
+    reach = max([0.01, *spans]) * 1.1
+
+    def x(value: float) -> float:
+        return round(left + (value + reach) / (2 * reach) * (width - left - right), 1)
+
+    rows: list[dict[str, Any]] = []
+    y = top
+    for evaluation in evaluated:
+        first = True
+        for kind in kinds:
+            delta = evaluation.deltas.get(kind, {}).get(metric)
+            if delta is None or not _finite(delta):
+                continue
+            rows.append(
+                {
+                    "label": _task_label(evaluation.task) if first else "",
+                    "y": y,
+                    "x": x(delta.value),
+                    "x_low": x(delta.low),
+                    "x_high": x(delta.high),
+                    "colour": colours.get(kind, "#333"),
+                    "title": f"{_task_label(evaluation.task)}, unified - {kind}: "
+                    f"{delta.value:+.3f} [{delta.low:+.3f}, {delta.high:+.3f}]",
+                }
+            )
+            first = False
+            y += row_height
+        y += gap
+    legend = [
+        {"name": kind, "colour": colours.get(kind, "#333"), "x": left + 110 * i}
+        for i, kind in enumerate(kinds)
+    ]
+    ticks = [
+        {"x": x(v), "label": f"{v:+.3f}" if v else "0"}
+        for v in (-reach, -reach / 2, 0.0, reach / 2, reach)
+    ]
+    bottom = y
+    return {
+        "width": width,
+        "height": bottom + 24,
+        "top": top - 8,
+        "bottom": bottom,
+        "zero": x(0.0),
+        "rows": rows,
+        "legend": legend,
+        "ticks": ticks,
+    }
 
 
 def _intro(kinds: Sequence[str], model_descriptions: Mapping[str, str]) -> str:
@@ -849,7 +973,7 @@ def _headline_svg(
         f'<line x1="{label_w}" y1="{top - 4}" x2="{label_w}" y2="{axis_y}" stroke="#94a3b8"/>'
     )
     height = axis_y + axis_h
-    title = f"{HEADLINE_METRIC} per task and model kind, with 95% bootstrap intervals"
+    title = f"{HEADLINE_METRIC} per canvas and model kind, with 95% bootstrap intervals"
     # Grid lines go first so bars draw over them.
     grid = [p for p in parts if p.startswith("<line")]
     rest = [p for p in parts if not p.startswith("<line")]
@@ -902,9 +1026,9 @@ def _importance_section(
         cells.append(f"<td>{means[feature]:.1f}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
     return (
-        "<h2>Feature importance of the unified model per task</h2>\n"
+        "<h2>Feature importance of the unified model per canvas</h2>\n"
         '<p class="muted">Importance of each feature when the unified model ranks the test rows '
-        "of a task, normalised per task to sum to 100; rows sorted by the mean across tasks. "
+        "of a canvas, normalised per canvas to sum to 100; rows sorted by the mean across canvases. "
         "Differences between columns show how the one model uses features differently per "
         "canvas.</p>\n<table>\n" + "\n".join(rows) + "\n</table>"
     )

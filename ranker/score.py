@@ -48,7 +48,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from catboost import CatBoostError, CatBoostRanker, Pool
 
-from ranker import artifacts
+from ranker import artifacts, beyond_accuracy
 from ranker.cache_reader import CURRENT_LINK, CURRENT_PARQUET_LINK, cache_dir
 from ranker.config import Settings
 from ranker.dataset import DatasetError
@@ -94,6 +94,9 @@ class ScoreResult:
     # None when this cache became current; otherwise why not (the current cache was scored from
     # a newer build by a run that finished first: the newer data never loses to an older run).
     not_published: str | None = None
+    # Beyond accuracy per canvas on the published cache: (canvas, metric, value).
+    cache_metrics: list[tuple[str, str, float]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
 def load_model(model: artifacts.ModelVersion) -> CatBoostRanker:
@@ -213,6 +216,9 @@ def score_candidates(
                     )
                 with stages("wait for fallback tables"):
                     copied.result()
+            with stages("beyond accuracy"):
+                served_metrics = beyond_accuracy.cache_metrics(cache)
+                beyond_accuracy.store_in_cache(cache, served_metrics)
             with stages("cache info"):
                 cache.execute(
                     "create table cache_info as select ?::varchar as model_version, ?::varchar as dbt_invocation_id, "
@@ -243,6 +249,18 @@ def score_candidates(
     except BaseException:
         _remove_partial(partial)
         raise
+    notes: list[str] = []
+    if not_published is None:
+        try:
+            beyond_accuracy.write_to_warehouse(
+                settings, model_version.version, final, served_metrics
+            )
+        except Exception as exc:  # e.g. a session holds the warehouse: the cache is published
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            notes.append(
+                f"cache_metrics not written to the warehouse (they are in the cache's own "
+                f"cache_metrics table): {first}"
+            )
     _remove_old_generations(directory, keep)
     seconds = time.perf_counter() - started
     logger.info(
@@ -266,6 +284,8 @@ def score_candidates(
         stage_seconds=dict(stages.seconds),
         stage_cpu_seconds=dict(stages.cpu_seconds),
         not_published=not_published,
+        cache_metrics=served_metrics,
+        notes=notes,
     )
 
 

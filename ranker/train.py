@@ -32,7 +32,7 @@ import pandas as pd
 from catboost import CatBoostError, CatBoostRanker, Pool
 from pydantic import ValidationError
 
-from ranker import artifacts, evaluate
+from ranker import artifacts, evaluate, promotion
 from ranker.config import Settings
 from ranker.dataset import RankingData, load_ranking_data
 from ranker.errors import UnirankError
@@ -47,6 +47,7 @@ MODEL_DESCRIPTIONS: dict[str, str] = {
     "bespoke": "one CatBoost YetiRank model per canvas, trained on that canvas only (same features and budget)",
     "no_task": "the unified model without the task_type feature (ablation)",
     "popularity": "popularity within the canvas as of the request (item_canvas_engagements), no model",
+    "current": "the CURRENT model before this run, scored on the same test requests (the promotion gate)",
 }
 
 # Progress callback: (stage, iteration, total iterations) - stage names which model is training.
@@ -376,13 +377,16 @@ def train_and_evaluate(
     write_reports: bool = True,
     peers: Mapping[str, PeerModel] | None = None,
     evaluate_on: str = "test",
+    force: bool = False,
 ) -> TrainingResult:
     """Train, compare, publish. The new version becomes current only if every step succeeded.
 
     ``peers`` adds other model kinds to the comparison, evaluated on exactly the same test
     requests and recorded like the built-in kinds. ``evaluate_on="valid"`` compares on the
     valid split instead (the one early stopping watches), for choosing settings without
-    looking at test (benchmarks/variations.py); the metadata records which split it was."""
+    looking at test (benchmarks/variations.py); the metadata records which split it was.
+    The CURRENT model is scored on the same requests: the new one is promoted only when the
+    gate (``ranker.promotion``) lets it, or ``force``; otherwise it stays as a candidate."""
     if evaluate_on not in ("test", "valid"):
         raise TrainingError(f"evaluate_on must be test or valid, got {evaluate_on!r}")
     timings: dict[str, float] = {}
@@ -458,6 +462,8 @@ def train_and_evaluate(
         )
         timings[f"{kind}_fit_seconds"] = time.perf_counter() - started
 
+    root = artifacts.models_dir(settings.artifacts_dir)
+    compared_with, not_compared = _score_current(root, test, scores)
     started = time.perf_counter()
     evaluations = _evaluate(data, test, scores, params, tasks)
     timings["evaluate_seconds"] = time.perf_counter() - started
@@ -469,7 +475,10 @@ def train_and_evaluate(
     )
     metadata["evaluated_on"] = evaluate_on
     metadata["warehouse_published_at"] = trained_on
-    root = artifacts.models_dir(settings.artifacts_dir)
+    decision = promotion.decide(
+        evaluations, compared_with, settings.registry.promotion, force, not_compared
+    )
+    metadata["promotion"] = decision.to_dict()
     swept = artifacts.sweep_unpromoted(root, settings.reports_dir)
     if swept:
         notes.append(f"removed what earlier runs that died left behind: {', '.join(swept)}")
@@ -491,10 +500,22 @@ def train_and_evaluate(
             report_index = _write_reports(
                 settings, version, data, test, scores["unified"], evaluations, importance
             )
-        artifacts.promote(root, version)
+        if decision.promote:
+            artifacts.promote(root, version, "trained, forced" if decision.forced else "trained")
+        else:
+            artifacts.release(root, version)  # a candidate: listed, promotable later
     except BaseException:
         artifacts.discard(root, version, settings.reports_dir)  # never current: leave no trace
         raise
+    if not decision.promote:
+        notes.append(decision.reason)
+        timings["total_seconds"] = time.perf_counter() - run_started
+        artifacts.update_metadata(model_version, {"timings": timings})
+        return TrainingResult(
+            version, model_version.path, report_index, evaluations, timings, False, notes
+        )
+    if decision.forced:
+        notes.append(decision.reason)
     # After promotion, so model_metrics only ever holds models that became current.
     try:
         write_model_metrics(settings, version, evaluations)
@@ -608,6 +629,32 @@ def _metadata(
         "timings": dict(timings),
         "notes": notes,
     }
+
+
+def _score_current(
+    root: Path, test: pd.DataFrame, scores: dict[str, np.ndarray]
+) -> tuple[str | None, str | None]:
+    """Score the CURRENT model on ``test`` as kind ``current`` (the promotion gate compares
+    with it): (its version, None), or (None, why it was not compared)."""
+    from catboost import Pool
+
+    from ranker.score import load_model
+
+    if artifacts.current_name(root) is None:
+        return None, None
+    current = artifacts.current_version(root)
+    features = list(current.metadata.get("features", []))
+    missing = [f for f in features if f not in test.columns]
+    if missing:
+        return None, (
+            f"the current model {current.version} was not compared: it uses features this "
+            f"mart lacks ({', '.join(missing)})"
+        )
+    categorical = set(current.metadata.get("categorical_features", []))
+    frame = test[features]
+    pool = Pool(frame, cat_features=[i for i, f in enumerate(features) if f in categorical])
+    scores[promotion.CURRENT_KIND] = np.asarray(load_model(current).predict(pool), dtype=float)
+    return current.version, None
 
 
 def _newer_current_build(root: Path, trained_on: str | None) -> str | None:

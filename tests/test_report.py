@@ -151,7 +151,7 @@ def test_index_names_every_task_and_links_the_reports(written: Written) -> None:
     page = written.index
     for task in ("home", "search", "category"):
         assert f"<h3>{task}</h3>" in page
-    assert "all tasks (pooled)" in page
+    assert "all canvases (pooled)" in page
     assert 'href="home.html"' in page
     assert 'href="search.html"' in page
     assert "category.html" not in page
@@ -174,7 +174,7 @@ def test_index_shows_each_metric_with_its_interval(written: Written) -> None:
         for interval in scores.metrics.values():
             assert fmt(interval) in home, kind
     assert f"n_requests = {evaluation.n_requests} " in home
-    pooled = section_of(written.index, "all tasks (pooled)")
+    pooled = section_of(written.index, "all canvases (pooled)")
     assert fmt(written.evaluations[ALL_TASKS].models["unified"].metrics[HEADLINE_METRIC]) in pooled
 
 
@@ -191,11 +191,37 @@ def test_deltas_are_coloured_by_their_interval(written: Written) -> None:
 
 
 def test_index_has_the_headline_plot(written: Written) -> None:
-    svg = re.search(r"<svg.*?</svg>", written.index, flags=re.S)
+    svg = re.search(r'<svg(?! class="forest").*?</svg>', written.index, flags=re.S)
     assert svg is not None
     # One bar per task (home, search, all) and model kind, each with an interval whisker.
     assert svg.group(0).count("<rect") == 3 * 3 + 3  # bars + legend swatches
     assert svg.group(0).count("<path") == 3 * 3
+
+
+def test_the_first_screen_is_the_verdict(written: Written) -> None:
+    """Right under the title: one sentence per canvas against a model of its own, and a forest
+    plot with a zero line and one whisker per (canvas, comparison model); the search canvas,
+    built so that unified is worse than bespoke there, says so."""
+    page = written.index
+    verdict = page.index('<section id="verdict">')
+    assert verdict < page.index("<h2>Model kinds</h2>") < page.index("<h2>Metrics per canvas</h2>")
+    section = page[verdict : page.index("</section>", verdict)]
+    sentences = re.findall(r'<li class="(better|tie|worse)">(.*?)</li>', section)
+    assert [text.split(":")[0] for _, text in sentences] == [
+        "home",
+        "search",
+        "all canvases pooled",
+    ]
+    search = written.evaluations["search"].deltas["bespoke"][HEADLINE_METRIC]
+    assert (
+        "worse",
+        f"search: the unified model is worse than bespoke by {abs(search.value):.3f} "
+        f"{HEADLINE_METRIC} (95% interval {search.low:+.3f} to {search.high:+.3f}).",
+    ) in sentences
+    forest = re.search(r'<svg class="forest".*?</svg>', section, flags=re.S)
+    assert forest is not None
+    assert forest.group(0).count('<line class="ci"') == 3 * 2  # (home, search, all) x 2 others
+    assert forest.group(0).count('<line class="zero"') == 1
 
 
 def test_index_is_self_contained(written: Written) -> None:
@@ -220,6 +246,9 @@ def test_task_report_is_an_evidently_report(written: Written) -> None:
     for content in ("NDCG (top-10)", "MAP (top-10)", "Hit Rate (top-10)", "Data Drift", "score"):
         assert content in page
     assert "could not be computed" not in page
+    assert "<title>unirank v1: canvas home</title>" in page  # named in the browser's tab
+    body = page[page.index("<body") :]
+    assert body.index('<a href="index.html">') < body.index("<script")  # first: the way back
 
 
 def test_hostile_names_are_escaped(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 
 import duckdb
@@ -340,8 +341,13 @@ def test_cli_train_prints_the_comparison(
         ],
     )
     assert result.exit_code == 0, result.output
-    for word in ("unified", "bespoke", "home", "category", "now current"):
+    for word in ("unified", "vs bespoke", "vs no_task", "vs popularity", "home", "now current"):
         assert word in result.output
+    said = " ".join(result.output.split())
+    for canvas in ("home", "search", "related", "category"):  # one verdict sentence per canvas
+        assert re.search(
+            rf"{canvas}: the unified model (is (better|worse) than|ties with) bespoke", said
+        )
     current = artifacts.current_version(artifacts.models_dir(tiny_settings.artifacts_dir))
     assert current.metadata["params"]["yetirank_permutations"] == 3
     assert current.metadata["params"]["one_hot_max_size"] == 4
