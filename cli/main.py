@@ -755,10 +755,7 @@ def models_list(
                 "data_fingerprint": v.metadata.get("data", {}).get("fingerprint"),
                 "status": _status(v.version, current, v.metadata),
                 "current": v.version == current,
-                HEADLINE_METRIC: {
-                    e["task"]: e["models"].get("unified", {}).get(HEADLINE_METRIC, {}).get("value")
-                    for e in v.metadata.get("metrics", [])
-                },
+                HEADLINE_METRIC: _headline(v.metadata, HEADLINE_METRIC),
             }
             for v in found
         ]
@@ -779,10 +776,7 @@ def models_list(
         table.add_column(canvas, justify="right", overflow="fold")
     for version in found:
         metadata = version.metadata
-        headline = {
-            e["task"]: e["models"].get("unified", {}).get(HEADLINE_METRIC, {}).get("value")
-            for e in metadata.get("metrics", [])
-        }
+        headline = _headline(metadata, HEADLINE_METRIC)
         created = str(metadata.get("created_at", ""))[:16].replace("T", " ")
         fingerprint = str(metadata.get("data", {}).get("fingerprint", ""))[:8]
         table.add_row(
@@ -791,6 +785,14 @@ def models_list(
             *("-" if headline.get(c) is None else f"{headline[c]:.3f}" for c in canvases),
         )
     out.print(table)
+
+
+def _headline(metadata: dict[str, Any], metric: str) -> dict[str, float | None]:
+    """The unified model's ``metric`` per canvas, from a version's metadata."""
+    return {
+        e["task"]: e["models"].get("unified", {}).get(metric, {}).get("value")
+        for e in metadata.get("metrics", [])
+    }
 
 
 def _status(version: str, current: str | None, metadata: dict[str, Any]) -> str:

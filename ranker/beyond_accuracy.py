@@ -21,8 +21,7 @@ from pathlib import Path
 import duckdb
 
 from ranker.config import Settings
-from ranker.warehouse import connect
-from ranker.warehouse_publish import writer_lock
+from ranker.warehouse_publish import replace_rows
 
 METRICS = ("coverage", "distinct_categories", "popularity_percentile", "fallback_share", "contexts")
 
@@ -91,23 +90,12 @@ def write_to_warehouse(
 ) -> None:
     """Append a generation's metrics to the warehouse table ``cache_metrics`` (one transaction,
     under the warehouse's writer lock, as train writes ``model_metrics``)."""
-    with (
-        writer_lock(settings.duckdb_path, "unirank-cli score", wait=True),
-        connect(settings.duckdb_path, read_only=False) as con,
-    ):
-        con.execute(
-            """
-            create table if not exists cache_metrics (
-                model_version varchar, cache_generation varchar, task_type varchar,
-                metric varchar, value double, recorded_at timestamp default current_timestamp
-            )
-            """
-        )
-        con.execute("begin transaction")
-        con.execute("delete from cache_metrics where cache_generation = ?", [generation.name])
-        con.executemany(
-            "insert into cache_metrics (model_version, cache_generation, task_type, metric, value) "
-            "values (?, ?, ?, ?, ?)",
-            [(model_version, generation.name, task, metric, value) for task, metric, value in rows],
-        )
-        con.execute("commit")
+    replace_rows(
+        settings.duckdb_path,
+        "unirank-cli score",
+        "cache_metrics",
+        "model_version varchar, cache_generation varchar, task_type varchar, metric varchar, "
+        "value double",
+        ("cache_generation", generation.name),
+        [(model_version, generation.name, task, metric, value) for task, metric, value in rows],
+    )

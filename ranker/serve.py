@@ -178,12 +178,6 @@ def _validate(registry: Registry, task: str, k: int | None) -> tuple[Canvas, int
     return canvas, k
 
 
-def context_value(canvas: Canvas, context: str | Mapping[str, str | None]) -> str:
-    """The canvas's serving-key value from a plain string or a {column: value} mapping."""
-    assert canvas.serving is not None
-    return context_values(canvas, context)[canvas.serving.key]
-
-
 def context_values(canvas: Canvas, context: str | Mapping[str, str | None]) -> dict[str, str]:
     """The request's context: {column: value} for the canvas's context columns given (a plain
     string is the serving key's value), trimmed, a query lower-cased as staging stores it. The

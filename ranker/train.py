@@ -37,8 +37,12 @@ from ranker.config import Settings
 from ranker.dataset import RankingData, load_ranking_data
 from ranker.errors import UnirankError
 from ranker.registry import Training
-from ranker.warehouse import connect, engine
-from ranker.warehouse_publish import check_build_complete, published_at, writer_lock
+from ranker.warehouse import engine
+from ranker.warehouse_publish import (
+    check_build_complete,
+    published_at,
+    replace_rows,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -685,26 +689,13 @@ def write_model_metrics(
         from ranker import spark
 
         return spark.write_model_metrics(settings, version, rows)
-    with (
-        writer_lock(settings.duckdb_path, "unirank-cli train", wait=True),
-        connect(settings.duckdb_path, read_only=False) as con,
-    ):
-        con.execute(
-            """
-            create table if not exists model_metrics (
-                model_version varchar, task_type varchar, model_kind varchar, metric varchar,
-                value double, ci_low double, ci_high double, n_requests bigint,
-                recorded_at timestamp default current_timestamp
-            )
-            """
-        )
-        con.execute("begin transaction")
-        con.execute("delete from model_metrics where model_version = ?", [version])
-        if rows:
-            con.executemany(
-                "insert into model_metrics (model_version, task_type, model_kind, metric, value, "
-                "ci_low, ci_high, n_requests) values (?, ?, ?, ?, ?, ?, ?, ?)",
-                rows,
-            )
-        con.execute("commit")
+    replace_rows(
+        settings.duckdb_path,
+        "unirank-cli train",
+        "model_metrics",
+        "model_version varchar, task_type varchar, model_kind varchar, metric varchar, "
+        "value double, ci_low double, ci_high double, n_requests bigint",
+        ("model_version", version),
+        rows,
+    )
     return len(rows)

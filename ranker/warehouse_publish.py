@@ -19,9 +19,10 @@ import fcntl
 import logging
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
@@ -212,3 +213,36 @@ def check_build_complete(warehouse: Path) -> None:
         f"{warehouse} is half-built: its last `dbt {command}` {how}, so its tables may mix two "
         "runs; rebuild it with `unirank-cli build` (which publishes only a build that passed)"
     )
+
+
+def replace_rows(
+    warehouse: Path,
+    what: str,
+    table: str,
+    columns: str,
+    key: tuple[str, Any],
+    rows: Sequence[Sequence[Any]],
+) -> None:
+    """Replace the rows of ``table`` whose ``key`` column holds ``key``'s value with ``rows``,
+    in one transaction under the writer lock (waiting for a build's publish): how ``train``
+    records ``model_metrics`` and ``score`` records ``cache_metrics`` in the published
+    warehouse, which a build carries over. ``columns`` declares the table when it is missing
+    (a ``recorded_at`` timestamp is added); ``rows`` hold every column but that one."""
+    names = [c.strip().split()[0] for c in columns.split(",")]
+    column, value = key
+    from ranker.warehouse import connect  # its errors name the warehouse
+
+    with writer_lock(warehouse, what, wait=True), connect(warehouse, read_only=False) as con:
+        con.execute(
+            f"create table if not exists {table} "
+            f"({columns}, recorded_at timestamp default current_timestamp)"
+        )
+        con.execute("begin transaction")
+        con.execute(f"delete from {table} where {column} = ?", [value])
+        if rows:
+            con.executemany(
+                f"insert into {table} ({', '.join(names)}) "
+                f"values ({', '.join('?' for _ in names)})",
+                list(rows),
+            )
+        con.execute("commit")

@@ -144,30 +144,24 @@ def served_project(tiny_warehouse: Path, tmp_path_factory: pytest.TempPathFactor
     return settings
 
 
-def with_serving_mode(settings: Settings, mode: str) -> Settings:
-    """``settings`` with every served canvas's registry ``serving.mode`` set to ``mode``."""
+def with_serving(settings: Settings, **update: object) -> Settings:
+    """``settings`` with ``update`` applied to every served canvas's registry ``serving``."""
     canvases = tuple(
-        c.model_copy(update={"serving": c.serving.model_copy(update={"mode": mode})})
+        c.model_copy(update={"serving": c.serving.model_copy(update=update)})
         if c.serving is not None
         else c
         for c in settings.registry.canvases
     )
     registry = settings.registry.model_copy(update={"canvases": canvases})
     return dataclasses.replace(settings, registry=registry)
+
+
+def with_serving_mode(settings: Settings, mode: str) -> Settings:
+    return with_serving(settings, mode=mode)
 
 
 def with_online_budget(settings: Settings, milliseconds: int) -> Settings:
-    """``settings`` with every served canvas's registry ``serving.online_timeout_ms`` set."""
-    canvases = tuple(
-        c.model_copy(
-            update={"serving": c.serving.model_copy(update={"online_timeout_ms": milliseconds})}
-        )
-        if c.serving is not None
-        else c
-        for c in settings.registry.canvases
-    )
-    registry = settings.registry.model_copy(update={"canvases": canvases})
-    return dataclasses.replace(settings, registry=registry)
+    return with_serving(settings, online_timeout_ms=milliseconds)
 
 
 @pytest.fixture(scope="session")
