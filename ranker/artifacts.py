@@ -18,7 +18,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,6 +28,7 @@ from ranker.errors import UnirankError
 from ranker.processes import alive
 
 MODEL_FILE = "model.cbm"
+REFERENCE_FILE = "reference.parquet"  # training rows per canvas, what `monitor` compares with
 METADATA_FILE = "metadata.json"
 POINTER_FILE = "CURRENT"
 HISTORY_FILE = "HISTORY"  # one line per move of CURRENT: UTC time, version, reason (tab-separated)
@@ -66,8 +67,10 @@ def write_version(
     version: str,
     metadata: dict[str, Any],
     write_model: Callable[[Path], None],
+    extras: Mapping[str, Callable[[Path], None]] | None = None,
 ) -> ModelVersion:
-    """Write ``<root>/<version>/`` (model via ``write_model(path)`` + metadata.json), all or nothing."""
+    """Write ``<root>/<version>/`` (model via ``write_model(path)``, metadata.json and each of
+    ``extras``: file name -> its writer), all or nothing."""
     final = root / version
     if final.exists():
         raise ArtifactError(
@@ -78,6 +81,8 @@ def write_version(
     os.chmod(partial, _shared_mode(0o777))  # mkdtemp makes it private (0700)
     try:
         write_model(partial / MODEL_FILE)
+        for name, write in (extras or {}).items():
+            write(partial / name)
         (partial / METADATA_FILE).write_text(json.dumps(metadata, indent=2, default=str) + "\n")
         (partial / OWNER_FILE).write_text(f"{os.getpid()}\n")
         partial.rename(final)

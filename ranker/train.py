@@ -32,11 +32,11 @@ import pandas as pd
 from catboost import CatBoostError, CatBoostRanker, Pool
 from pydantic import ValidationError
 
-from ranker import artifacts, evaluate, promotion
+from ranker import artifacts, drift, evaluate, promotion
 from ranker.config import Settings
 from ranker.dataset import RankingData, load_ranking_data
 from ranker.errors import UnirankError
-from ranker.registry import Training
+from ranker.registry import Registry, Training
 from ranker.warehouse import engine
 from ranker.warehouse_publish import (
     check_build_complete,
@@ -396,6 +396,8 @@ def train_and_evaluate(
     timings: dict[str, float] = {}
     notes: list[str] = []
     run_started = time.perf_counter()
+    if write_reports:
+        drift.start_import()  # Evidently loads beside the fits (about 3 s otherwise)
     # The build this model trains on, read before its data: a build published meanwhile is newer
     # than what the model saw, never the other way round.
     trained_on = None
@@ -486,8 +488,13 @@ def train_and_evaluate(
     swept = artifacts.sweep_unpromoted(root, settings.reports_dir)
     if swept:
         notes.append(f"removed what earlier runs that died left behind: {', '.join(swept)}")
+    reference = drift_reference(train, settings.registry, params.random_seed)
     model_version = artifacts.write_version(
-        root, version, metadata, lambda p: unified.model.save_model(str(p))
+        root,
+        version,
+        metadata,
+        lambda p: unified.model.save_model(str(p)),
+        {artifacts.REFERENCE_FILE: lambda p: reference.to_parquet(p, index=False)},
     )
     newer = _newer_current_build(root, metadata["warehouse_published_at"])
     if newer is not None:
@@ -573,6 +580,21 @@ def _write_reports(
         model_descriptions=MODEL_DESCRIPTIONS,
     )
     return paths.index
+
+
+def drift_reference(train: pd.DataFrame, registry: Registry, seed: int = 0) -> pd.DataFrame:
+    """What the model was trained on, for drift checks: per canvas at most
+    ``monitoring.reference_rows`` training rows (random, by ``seed``), with ``task_type`` and the
+    columns whose distribution should stay stable (registry ``drift``)."""
+    stable = registry.drift_features
+    columns = ["task_type", *stable.all]
+    rows = registry.monitoring.reference_rows
+    parts = [
+        drift.sample(group[columns], rows, seed)
+        for _, group in train.groupby("task_type", sort=True)
+    ]
+    frame = pd.concat(parts, ignore_index=True) if parts else train[columns].head(0)
+    return frame.reset_index(drop=True)
 
 
 def evaluation_to_dict(evaluation: evaluate.TaskEvaluation) -> dict[str, Any]:
