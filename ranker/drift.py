@@ -1,8 +1,8 @@
 """Drift of feature distributions between two sets of rows, tested by Evidently, per column.
 
 The report compares each canvas's training rows with its test rows and with its serving
-candidates; ``unirank-cli monitor`` compares the current model's training rows (its
-``reference.parquet``) with what is served now. Only the columns whose distribution should stay
+candidates; ``unirank-cli monitor`` compares today's serving candidates with those the current
+model was trained beside (its ``serving_reference.parquet``). Only the columns whose distribution should stay
 stable are compared (the registry's ``drift`` per feature column: rates, shares, normalised
 values and categories; a cumulative count grows by construction and is left out).
 
@@ -10,14 +10,13 @@ Evidently chooses the test per column from its type and the number of rows (for 
 Kolmogorov-Smirnov below 1,000 rows and the normed Wasserstein distance above, chi-square or
 Jensen-Shannon for categories) and says whether it drifted; this module keeps its verdict, the
 method and threshold, plus small histograms for the page. Evidently is imported inside functions
-only (it takes about 3 s); :func:`start_import` loads it in a thread while the models train.
+only (it takes about 3 s; ``train`` imports it in a low-priority worker process while the
+models fit: ranker.report.evidently_worker).
 """
 
 from __future__ import annotations
 
-import importlib
 import math
-import threading
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -29,6 +28,9 @@ import pandas as pd
 from ranker.errors import UnirankError
 
 MAX_ROWS = 5_000  # rows per side: enough for a stable test, small enough to keep it fast
+# The order a sample of serving candidates is drawn in (the first N per canvas), in SQL that
+# DuckDB and Spark share: `train` keeps one with the model, `monitor` draws today's the same way.
+SAMPLE_ORDER = "md5(concat(request_id, item_id))"
 _BINS = 10
 _TOP_CATEGORIES = 8
 
@@ -98,22 +100,6 @@ class DriftResult:
         }
 
 
-def start_import() -> threading.Thread:
-    """Import Evidently in a daemon thread (model fitting releases the GIL, so the import runs
-    beside it); whoever needs Evidently later finds it loaded."""
-
-    def load() -> None:
-        for module in ("evidently", "evidently.metrics", "evidently.presets"):
-            try:
-                importlib.import_module(module)
-            except Exception:  # noqa: BLE001 - the real import later raises it properly
-                return
-
-    thread = threading.Thread(target=load, name="evidently-import", daemon=True)
-    thread.start()
-    return thread
-
-
 def sample(frame: pd.DataFrame, rows: int = MAX_ROWS, seed: int = 0) -> pd.DataFrame:
     """At most ``rows`` rows of ``frame``, drawn at random (deterministic by ``seed``)."""
     return frame if len(frame) <= rows else frame.sample(n=rows, random_state=seed)
@@ -129,9 +115,11 @@ def compare(
     max_rows: int = MAX_ROWS,
     seed: int = 0,
 ) -> DriftResult:
-    """Evidently's drift test on every listed column present and non-empty on both sides."""
-    from evidently import DataDefinition, Dataset, Report
-    from evidently.metrics import ValueDrift
+    """Evidently's drift test on every listed column present and non-empty on both sides (the
+    test Evidently picks for the column's type and size, with its default threshold)."""
+    # The test Evidently's ValueDrift metric picks and runs (get_one_column_drift), without the
+    # plotly figures it also draws for its own UI (nine tenths of its time).
+    from evidently.legacy.calculations.stattests import get_stattest
 
     if reference.empty or current.empty:
         side = reference_label if reference.empty else current_label
@@ -140,7 +128,8 @@ def compare(
     current = sample(current, max_rows, seed)
     not_compared: dict[str, str] = {}
     kept: dict[str, str] = {}
-    for column, kind in [*((c, "numeric") for c in numeric), *((c, "categorical") for c in categorical)]:
+    wanted = [*((c, "numeric") for c in numeric), *((c, "categorical") for c in categorical)]
+    for column, kind in wanted:
         if column in kept or column in not_compared:
             continue
         if column not in reference.columns or column not in current.columns:
@@ -157,50 +146,32 @@ def compare(
             f"no column to compare between {reference_label} and {current_label}: "
             + "; ".join(f"{c} {why}" for c, why in not_compared.items())
         )
-    num = [c for c, k in kept.items() if k == "numeric"]
-    cat = [c for c, k in kept.items() if k == "categorical"]
-
-    def dataset(frame: pd.DataFrame) -> Any:
-        part = frame[list(kept)].copy()
-        for column in num:
-            part[column] = pd.to_numeric(part[column], errors="coerce").astype(float)
-        for column in cat:
-            part[column] = part[column].astype(str)
-        definition = DataDefinition(numerical_columns=num, categorical_columns=cat)
-        return Dataset.from_pandas(part, data_definition=definition)
-
+    columns = []
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")
-        snapshot = Report([ValueDrift(column=c) for c in kept], include_tests=True).run(
-            dataset(current), dataset(reference)
-        )
-        result = snapshot.dict()
-    scores: dict[str, tuple[str, float, float]] = {}
-    for metric in result["metrics"]:
-        config = metric.get("config", {})
-        column = config.get("column")
-        if column in kept:
-            scores[column] = (
-                str(config.get("method")),
-                float(config.get("threshold")),
-                float(metric["value"]),
+        for column, kind in kept.items():
+            if kind == "numeric":
+                ref = pd.to_numeric(reference[column], errors="coerce").dropna().astype(float)
+                cur = pd.to_numeric(current[column], errors="coerce").dropna().astype(float)
+                bins = _numeric_bins(ref, cur)
+            else:
+                ref = reference[column].dropna().astype(str)
+                cur = current[column].dropna().astype(str)
+                bins = _category_bins(ref, cur)
+            feature_type = "num" if kind == "numeric" else "cat"
+            test = get_stattest(ref, cur, feature_type, None)
+            outcome = test(ref, cur, feature_type, None)
+            columns.append(
+                ColumnDrift(
+                    column,
+                    kind,
+                    str(test.display_name),
+                    float(outcome.actual_threshold),
+                    float(outcome.drift_score),
+                    bool(outcome.drifted),
+                    bins,
+                )
             )
-    failed = {
-        test["metric_config"]["params"]["column"]
-        for test in result.get("tests", [])
-        if test.get("status") == "FAIL"
-    }
-    columns = []
-    for column, kind in kept.items():
-        method, threshold, score = scores[column]
-        bins = (
-            _numeric_bins(reference[column], current[column])
-            if kind == "numeric"
-            else _category_bins(reference[column], current[column])
-        )
-        columns.append(
-            ColumnDrift(column, kind, method, threshold, score, column in failed, bins)
-        )
     return DriftResult(
         reference_label, current_label, len(reference), len(current), tuple(columns), not_compared
     )
@@ -216,15 +187,18 @@ def _numeric_bins(reference: pd.Series, current: pd.Series) -> tuple[Bin, ...]:
     distinct = np.unique(both)
     if len(distinct) <= _BINS:  # few values (flags, small counts): one bar per value
         return tuple(
-            Bin(_number(v), float(np.mean(ref == v)) if len(ref) else 0.0,
-                float(np.mean(cur == v)) if len(cur) else 0.0)
+            Bin(
+                _number(v),
+                float(np.mean(ref == v)) if len(ref) else 0.0,
+                float(np.mean(cur == v)) if len(cur) else 0.0,
+            )
             for v in distinct
         )
     edges = np.linspace(low, high, _BINS + 1)
     ref_counts = np.histogram(ref, edges)[0] / max(len(ref), 1)
     cur_counts = np.histogram(cur, edges)[0] / max(len(cur), 1)
     return tuple(
-        Bin(f"{_number(edges[i])}–{_number(edges[i + 1])}", float(r), float(c))
+        Bin(f"{_number(edges[i])} to {_number(edges[i + 1])}", float(r), float(c))
         for i, (r, c) in enumerate(zip(ref_counts, cur_counts, strict=True))
     )
 

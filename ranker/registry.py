@@ -288,14 +288,14 @@ class Monitoring(Strict):
         gt=0,
         le=1,
         description="`monitor` exits 1 when, on some canvas, at least this share of the compared "
-        "columns drifted (Evidently's test per column) between the current model's training rows "
-        "and the serving candidates: the signal for a nightly job to retrain.",
+        "columns drifted (Evidently's test per column) between the serving candidates the "
+        "current model was trained beside and today's: the signal for a nightly job to retrain.",
     )
     reference_rows: int = Field(
         default=5000,
         ge=100,
-        description="Training rows per canvas kept with each model (reference.parquet) as what "
-        "`monitor` compares serving against.",
+        description="Rows per canvas each model keeps for `monitor`: of its training rows "
+        "(reference.parquet) and of the build's serving candidates (serving_reference.parquet).",
     )
 
 
@@ -608,8 +608,12 @@ def _resolve(feature: FeatureModel, context: Sequence[str]) -> ResolvedFeature:
             feature.model, feature.columns, feature.canvases, False, feature.grain or "request"
         )
     columns = tuple(
-        FeatureColumn(  # type: ignore[arg-type]
-            name=c.name, type=c.type, default=c.default, description=c.description, drift=c.drift
+        FeatureColumn(
+            name=c.name,
+            type=c.type,  # type: ignore[arg-type]
+            default=c.default,
+            description=c.description,
+            drift=c.drift,
         )
         for c in builtin
         if all(n in context for n in c.needs)
