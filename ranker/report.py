@@ -293,7 +293,13 @@ def evidently_worker() -> Executor:
 
 
 def _warm_up() -> None:
-    os.nice(19)
+    # SCHED_IDLE (Linux): run only on CPU nothing else wants, so the fits never wait for this
+    # process; nice 19 elsewhere (measured on the demo: nice 19 alone still slowed the fits by
+    # 1.4 s in 6 s).
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except (AttributeError, OSError):
+        os.nice(19)
     importlib.import_module("evidently")
     importlib.import_module("evidently.metrics")
     importlib.import_module("evidently.legacy.calculations.stattests")

@@ -340,7 +340,7 @@ def request_constant_features(frame: pd.DataFrame, features: Sequence[str]) -> l
 
 
 def learning_curves(
-    fitted: FittedModel, valid: pd.DataFrame, points: int = 40
+    fitted: FittedModel, valid: pd.DataFrame, points: int = 20
 ) -> dict[str, list[tuple[int, float]]]:
     """Valid NDCG@10 per canvas after every block of trees (about ``points`` per curve), from
     the model's staged predictions."""
