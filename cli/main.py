@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from ranker import evaluate, serve
     from ranker import train as train_stage
     from ranker.config import Settings
+    from ranker.monitor import MonitorResult
 
 # The default of `score --memory-limit` (ranker.score.DEFAULT_MEMORY_LIMIT; the CLI does not
 # import the scoring stage to show --help).
@@ -94,21 +95,23 @@ VarsOption = Annotated[
 
 
 @contextmanager
-def _known_errors() -> Iterator[None]:
+def _known_errors(code: int = 1) -> Iterator[None]:
+    """A known error becomes one `error:` line and exit ``code`` (1; `monitor` keeps 1 for its
+    verdict and exits 2 on errors)."""
     try:
         yield
     except UnirankError as exc:
         console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True, highlight=False)
-        raise typer.Exit(code=1) from exc
+        raise typer.Exit(code=code) from exc
     except OSError as exc:  # a write that failed: disk full, file too large, no permission
         console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True, highlight=False)
-        raise typer.Exit(code=1) from exc
+        raise typer.Exit(code=code) from exc
     except Exception as exc:
         if not _is_duckdb_write_error(exc):
             raise
         first = str(exc).strip().splitlines()[0]
         console.print(f"[bold red]error:[/] {escape(first)}", soft_wrap=True, highlight=False)
-        raise typer.Exit(code=1) from exc
+        raise typer.Exit(code=code) from exc
 
 
 def _is_duckdb_write_error(exc: BaseException) -> bool:
@@ -912,6 +915,120 @@ def check_online(
     for mismatch in report.mismatches[:20]:
         console.print(f"  {escape(str(mismatch))}", highlight=False, soft_wrap=True)
     raise typer.Exit(code=1)
+
+
+@app.command()
+def monitor(
+    canvas: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--canvas",
+            help="A canvas to check, as the registry names it (repeatable; default: all).",
+        ),
+    ] = None,
+    threshold: Annotated[
+        float | None,
+        typer.Option(
+            help="Exit 1 when on some canvas at least this share (above 0, at most 1) of the "
+            "compared columns drifted; default: the registry's monitoring.drift_share."
+        ),
+    ] = None,
+    target: TargetOption = None,
+    vars_text: VarsOption = None,
+    project_dir: ProjectDir = Path("."),
+) -> None:
+    """Check whether what is served has drifted since the current model was trained.
+
+    Per canvas, compares the serving candidates now (run `build` after new logs) with the
+    serving candidates the CURRENT model was trained beside (its serving_reference.parquet),
+    column by column with Evidently's drift test, on the columns the registry keeps stable (a
+    feature column's `drift`); a retrain resets it. Shown, not gated on: the candidates against
+    the model's training rows (reference.parquet; they differ by design) and, where the service
+    sampled its answers (`serve --sample-rate`, then `build`), the served items, with the
+    answers counted by path (cache, online, fallback). Writes
+    reports/monitor/<UTC time>/index.html and drift.json. Nightly:
+    `unirank-cli monitor || unirank-cli train`.
+
+    Exit codes: 0 every canvas below the threshold; 1 some canvas at or above it (retraining
+    advised); 2 an error: no CURRENT model, a model without serving_reference.parquet or
+    reference.parquet (train again), no serving_candidates (build), an unknown canvas, nothing
+    compared on any canvas.
+    """
+    from ranker import monitor as monitor_stage
+
+    with _known_errors(code=2):
+        settings = _settings(project_dir, vars_text, target=target)
+        with _progress("comparing", "canvases") as progress:
+            task = progress.add_task("monitor", total=None)
+
+            def on_canvas(done: int, total: int) -> None:
+                progress.update(task, completed=done, total=total)
+
+            result = monitor_stage.monitor(
+                settings, canvas or None, threshold=threshold, on_canvas=on_canvas
+            )
+    _print_monitor(result)
+    if not result.compared:
+        console.print(
+            "[bold red]error:[/] no canvas could be compared (reasons above)", highlight=False
+        )
+        raise typer.Exit(code=2)
+    if result.exceeding:
+        console.print(
+            f"[bold red]drift at or above {result.threshold:.2f}[/] on "
+            f"{escape(', '.join(result.exceeding))}: retraining is advised (`unirank-cli train`)",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(code=1)
+    out.print(f"every compared canvas is below the drift threshold {result.threshold:.2f}")
+
+
+def _print_monitor(result: MonitorResult) -> None:
+    """The verdict per canvas (ranker.monitor.MonitorResult), how it was served, the report."""
+    table = Table(
+        title=f"feature drift per canvas: serving candidates now against those at training of model "
+        f"{result.model_version} (threshold {result.threshold:.2f}, {result.threshold_source})"
+    )
+    for column in ("canvas", "compared", "drifted", "share", "exceeds", "drifted columns"):
+        table.add_column(
+            column,
+            justify="left" if column in ("canvas", "drifted columns") else "right",
+            overflow="fold",
+        )
+    for c in result.canvases:
+        if c.candidates is None:
+            table.add_row(c.canvas, "-", "-", "-", "-", f"not compared: {escape(str(c.why_not))}")
+            continue
+        table.add_row(
+            c.canvas,
+            str(len(c.candidates.columns)),
+            str(len(c.candidates.drifted)),
+            f"{c.share:.2f}",
+            "[red]yes[/red]" if c.exceeds else "no",
+            ", ".join(c.candidates.drifted) or "-",
+        )
+    out.print(table)
+    if all(c.answers is None for c in result.canvases):
+        out.print(
+            "served items: none sampled yet (`unirank-cli serve --sample-rate 0.05`, then "
+            "`unirank-cli build`, to monitor them too)"
+        )
+    for c in result.canvases:
+        if c.answers is None:
+            continue
+        paths = ", ".join(f"{path} {share:.0%}" for path, share in c.answers.paths.items())
+        served = (
+            f"{len(c.served.drifted)} of {len(c.served.columns)} columns drifted"
+            if c.served is not None
+            else f"not compared: {escape(str(c.served_why_not))}"
+        )
+        out.print(
+            f"served on {c.canvas}: {c.answers.total:,} sampled answers ({paths}); "
+            f"served items {served}",
+            highlight=False,
+        )
+    out.print(f"report: {result.report_index} ({result.seconds:.1f}s)")
 
 
 @app.command("serve")

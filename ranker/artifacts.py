@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,6 +29,10 @@ from ranker.errors import UnirankError
 from ranker.processes import alive
 
 MODEL_FILE = "model.cbm"
+REFERENCE_FILE = "reference.parquet"  # training rows per canvas (drift columns)
+# the build's serving candidates per canvas when the model was trained: what `monitor` compares
+# today's candidates with (a change since training, which a retrain resets)
+SERVING_REFERENCE_FILE = "serving_reference.parquet"
 METADATA_FILE = "metadata.json"
 POINTER_FILE = "CURRENT"
 HISTORY_FILE = "HISTORY"  # one line per move of CURRENT: UTC time, version, reason (tab-separated)
@@ -55,6 +60,10 @@ def models_dir(artifacts_dir: Path) -> Path:
     return artifacts_dir / "models"
 
 
+# What new_version names a version: the reports of one are reports/<version>/.
+_VERSION_NAME = re.compile(r"^\d{8}T\d{12}Z-")
+
+
 def new_version(data_fingerprint: str, now: datetime | None = None) -> str:
     """``<UTC time>-<data fingerprint>``: sortable, and says which data trained it."""
     stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%S%fZ")
@@ -66,8 +75,10 @@ def write_version(
     version: str,
     metadata: dict[str, Any],
     write_model: Callable[[Path], None],
+    extras: Mapping[str, Callable[[Path], None]] | None = None,
 ) -> ModelVersion:
-    """Write ``<root>/<version>/`` (model via ``write_model(path)`` + metadata.json), all or nothing."""
+    """Write ``<root>/<version>/`` (model via ``write_model(path)``, metadata.json and each of
+    ``extras``: file name -> its writer), all or nothing."""
     final = root / version
     if final.exists():
         raise ArtifactError(
@@ -78,6 +89,8 @@ def write_version(
     os.chmod(partial, _shared_mode(0o777))  # mkdtemp makes it private (0700)
     try:
         write_model(partial / MODEL_FILE)
+        for name, write in (extras or {}).items():
+            write(partial / name)
         (partial / METADATA_FILE).write_text(json.dumps(metadata, indent=2, default=str) + "\n")
         (partial / OWNER_FILE).write_text(f"{os.getpid()}\n")
         partial.rename(final)
@@ -90,7 +103,9 @@ def write_version(
 def update_metadata(model: ModelVersion, extra: dict[str, Any]) -> ModelVersion:
     """Add keys to a version's metadata.json (atomic replace of the file)."""
     metadata = {**model.metadata, **extra}
-    _atomic_write(model.path / METADATA_FILE, json.dumps(metadata, indent=2, default=str) + "\n")
+    write_text_atomic(
+        model.path / METADATA_FILE, json.dumps(metadata, indent=2, default=str) + "\n"
+    )
     return ModelVersion(model.version, model.path, metadata)
 
 
@@ -103,7 +118,7 @@ def promote(root: Path, version: str, reason: str = "trained") -> None:
         # A store from before HISTORY: its CURRENT is where a rollback goes back to.
         since = datetime.fromtimestamp((root / POINTER_FILE).stat().st_mtime, timezone.utc)
         _record(root, since, before, "current when the history began")
-    _atomic_write(root / POINTER_FILE, version + "\n")
+    write_text_atomic(root / POINTER_FILE, version + "\n")
     release(root, version)
     _record(root, datetime.now(timezone.utc), version, reason)
 
@@ -199,6 +214,8 @@ def sweep_unpromoted(root: Path, reports_dir: Path | None = None) -> list[str]:
                 removed.append(path.name)
     if reports_dir is not None and reports_dir.is_dir():
         for path in sorted(reports_dir.iterdir()):
+            if not _VERSION_NAME.match(path.name):
+                continue  # not a version's reports (e.g. reports/monitor/): not train's to sweep
             unfinished = path.is_dir() and not (path / "index.html").is_file()
             if unfinished and not (root / path.name).is_dir():
                 shutil.rmtree(path, ignore_errors=True)
@@ -271,7 +288,10 @@ def list_versions(root: Path) -> list[str]:
     )
 
 
-def _atomic_write(path: Path, text: str) -> None:
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` whole or not at all: a temporary file beside it, flushed to
+    disk, then moved into place (``os.replace``); readable by the group as the umask allows.
+    A reader sees the previous file or the new one, never a part."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     os.chmod(tmp, _shared_mode(0o666))  # mkstemp makes it private (0600)
     try:

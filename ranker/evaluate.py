@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 
 from ranker.errors import UnirankError
 
@@ -99,9 +100,11 @@ def metrics_at_k(
     names = (f"ndcg@{k}", f"map@{k}", f"hitrate@{k}", "mrr")
     if len(labels) == 0:
         return {"request": np.array([], dtype=object), **{m: np.array([]) for m in names}}
-    # Sort by request, then score descending, then original order (deterministic tie-break).
-    order = np.lexsort((np.arange(len(scores)), -scores, groups))
-    g, y = groups[order], labels[order]
+    # Sort by request, then score descending, then original order (deterministic tie-break);
+    # on integer codes of the requests (sorting Python strings is ten times slower).
+    codes, uniques = pd.factorize(groups, sort=True)
+    order = np.lexsort((np.arange(len(scores)), -scores, codes))
+    g, y = codes[order], labels[order]
     starts = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
     sizes = np.diff(np.r_[starts, len(g)])
     rank = np.arange(len(g)) - np.repeat(starts, sizes) + 1  # 1-based rank within request
@@ -131,7 +134,8 @@ def metrics_at_k(
         f"hitrate@{k}": (hits > 0).astype(float),
         "mrr": np.where(np.isfinite(first_rank), 1.0 / first_rank, 0.0),
     }
-    return {"request": g[starts][has_positive], **{m: v[has_positive] for m, v in result.items()}}
+    requests = np.asarray(uniques)[g[starts][has_positive]]
+    return {"request": requests, **{m: v[has_positive] for m, v in result.items()}}
 
 
 def per_request_metrics(

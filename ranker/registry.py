@@ -173,6 +173,13 @@ class FeatureColumn(Strict):
     type: ValueType
     default: Scalar = Field(description="The value where the feature does not apply or is unknown.")
     description: str = ""
+    drift: bool = Field(
+        default=True,
+        description="Whether the column's distribution should stay stable, so the report and "
+        "`monitor` test it for drift (training rows against test rows and serving candidates): "
+        "true for rates, shares, normalised values and categories; false for counts that grow "
+        "by construction (a cumulative count drifts by design).",
+    )
 
 
 def _feature_shorthand(value: Any) -> Any:
@@ -273,6 +280,25 @@ class Promotion(Strict):
     )
 
 
+class Monitoring(Strict):
+    """Drift checks: the report's drift section and `unirank-cli monitor`."""
+
+    drift_share: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="`monitor` exits 1 when, on some canvas, at least this share of the compared "
+        "columns drifted (Evidently's test per column) between the serving candidates the "
+        "current model was trained beside and today's: the signal for a nightly job to retrain.",
+    )
+    reference_rows: int = Field(
+        default=5000,
+        ge=100,
+        description="Rows per canvas each model keeps for `monitor`: of its training rows "
+        "(reference.parquet) and of the build's serving candidates (serving_reference.parquet).",
+    )
+
+
 class Serving(Strict):
     as_of: Timestamp | None = Field(
         default=None, description="Serve as of this time; null = just after the last event."
@@ -304,6 +330,7 @@ class BuiltinColumn:
     default: str | int | float
     description: str
     needs: tuple[str, ...] = ()
+    drift: bool = True  # False: a count that grows by construction (see FeatureColumn.drift)
 
 
 # The feature models unirank ships (models/intermediate/features/). A column whose `needs` names
@@ -315,6 +342,7 @@ BUILTIN_FEATURES: dict[str, tuple[BuiltinColumn, ...]] = {
             "int",
             0,
             "Engagements with the item strictly before the request, every canvas.",
+            drift=False,
         ),
         BuiltinColumn("item_engagements_7d", "int", 0, "The same over the 7 days before."),
         BuiltinColumn(
@@ -322,6 +350,7 @@ BUILTIN_FEATURES: dict[str, tuple[BuiltinColumn, ...]] = {
             "int",
             0,
             "The same within the request's canvas (an engagement without a canvas counts for all).",
+            drift=False,
         ),
     ),
     "int_features__item_category": (
@@ -336,7 +365,12 @@ BUILTIN_FEATURES: dict[str, tuple[BuiltinColumn, ...]] = {
     ),
     "int_features__user_history": (
         BuiltinColumn(
-            "user_engagements", "int", 0, "The user's engagements before the request.", ("user_id",)
+            "user_engagements",
+            "int",
+            0,
+            "The user's engagements before the request.",
+            ("user_id",),
+            drift=False,
         ),
         BuiltinColumn(
             "user_category_engagements",
@@ -344,6 +378,7 @@ BUILTIN_FEATURES: dict[str, tuple[BuiltinColumn, ...]] = {
             0,
             "The user's engagements with the candidate's category.",
             ("user_id",),
+            drift=False,
         ),
         BuiltinColumn(
             "user_category_affinity",
@@ -358,6 +393,7 @@ BUILTIN_FEATURES: dict[str, tuple[BuiltinColumn, ...]] = {
             0,
             "The user's engagements with this item.",
             ("user_id",),
+            drift=False,
         ),
     ),
     "int_features__coengagement": (
@@ -367,6 +403,7 @@ BUILTIN_FEATURES: dict[str, tuple[BuiltinColumn, ...]] = {
             -1,
             "Prior co-engagements of the source item and the candidate (coengagement_lags).",
             ("source_item_id",),
+            drift=False,
         ),
     ),
     "int_features__context_match": (
@@ -444,6 +481,7 @@ class Registry(Strict):
     training: Training = Training()
     serving: Serving = Serving()
     promotion: Promotion = Promotion()
+    monitoring: Monitoring = Monitoring()
     negative_sampling: NegativeSampling = NegativeSampling()
     feature_checks: FeatureChecks = FeatureChecks()
     coengagement_lags: int = Field(default=3, ge=1)
@@ -525,6 +563,20 @@ class Registry(Strict):
             (categorical if column.type == "string" else numeric).append(column.name)
         return ModelFeatures(tuple(categorical), tuple(numeric))
 
+    @property
+    def drift_features(self) -> ModelFeatures:
+        """The model's features whose distribution should stay stable (a column's `drift`):
+        context columns used as features, and feature columns not marked `drift: false`.
+        ``task_type`` is left out: it is constant within a canvas."""
+        stable = {c.name for c in self.feature_columns if c.drift} | {
+            c.name for c in self.context_columns if c.feature
+        }
+        features = self.model_features
+        return ModelFeatures(
+            tuple(c for c in features.categorical if c in stable),
+            tuple(c for c in features.numeric if c in stable),
+        )
+
 
 @dataclass(frozen=True)
 class ResolvedFeature:
@@ -556,7 +608,13 @@ def _resolve(feature: FeatureModel, context: Sequence[str]) -> ResolvedFeature:
             feature.model, feature.columns, feature.canvases, False, feature.grain or "request"
         )
     columns = tuple(
-        FeatureColumn(name=c.name, type=c.type, default=c.default, description=c.description)  # type: ignore[arg-type]
+        FeatureColumn(
+            name=c.name,
+            type=c.type,  # type: ignore[arg-type]
+            default=c.default,
+            description=c.description,
+            drift=c.drift,
+        )
         for c in builtin
         if all(n in context for n in c.needs)
     )

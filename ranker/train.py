@@ -22,6 +22,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -32,11 +33,11 @@ import pandas as pd
 from catboost import CatBoostError, CatBoostRanker, Pool
 from pydantic import ValidationError
 
-from ranker import artifacts, evaluate, promotion
+from ranker import artifacts, drift, evaluate, promotion, warehouse
 from ranker.config import Settings
-from ranker.dataset import RankingData, load_ranking_data
+from ranker.dataset import MART, RankingData, load_ranking_data
 from ranker.errors import UnirankError
-from ranker.registry import Training
+from ranker.registry import Registry, Training
 from ranker.warehouse import engine
 from ranker.warehouse_publish import (
     check_build_complete,
@@ -306,19 +307,63 @@ def popularity_scores(frame: pd.DataFrame) -> np.ndarray:
 def feature_importance_per_task(
     fitted: FittedModel, test: pd.DataFrame, max_rows: int = 3000, seed: int = 0
 ) -> dict[str, dict[str, float]]:
-    """Mean |SHAP value| per feature on each task's test rows: how the one model uses features
-    differently per canvas."""
+    """How much each feature reorders each canvas's lists: the mean |SHAP value - its mean over
+    the request's rows| on the canvas's test requests (whole requests, about ``max_rows`` rows).
+
+    What a feature adds to every candidate of a request alike cannot change their order, so a
+    feature constant within the request (the canvas, the user's country) is credited only for
+    what it changes between items, through its interactions with their features."""
     result: dict[str, dict[str, float]] = {}
     for task, rows in test.groupby("task_type", sort=True):
-        sample = rows.sample(n=min(max_rows, len(rows)), random_state=seed).sort_values(
-            "request_id"
-        )
-        shap = fitted.model.get_feature_importance(
-            data=_pool(sample, fitted.features, fitted.categorical), type="ShapValues"
-        )
-        importance = np.abs(np.asarray(shap)[:, :-1]).mean(axis=0)
+        requests = rows["request_id"].unique()
+        per_request = max(len(rows) / max(len(requests), 1), 1.0)
+        keep = int(min(len(requests), max(1, max_rows // per_request)))
+        chosen = np.random.default_rng(seed).choice(requests, size=keep, replace=False)
+        sample = rows[rows["request_id"].isin(chosen)].sort_values("request_id", kind="stable")
+        shap = np.asarray(
+            fitted.model.get_feature_importance(
+                data=_pool(sample, fitted.features, fitted.categorical), type="ShapValues"
+            )
+        )[:, :-1]
+        within = pd.DataFrame(shap).groupby(sample["request_id"].to_numpy()).transform("mean")
+        importance = np.abs(shap - within.to_numpy()).mean(axis=0)
         result[str(task)] = {f: float(v) for f, v in zip(fitted.features, importance, strict=True)}
     return result
+
+
+def request_constant_features(frame: pd.DataFrame, features: Sequence[str]) -> list[str]:
+    """The features that take one value within every request of ``frame``."""
+    if frame.empty:
+        return []
+    counts = frame.groupby("request_id")[list(features)].nunique(dropna=False)
+    return [f for f in features if bool((counts[f] <= 1).all())]
+
+
+def learning_curves(
+    fitted: FittedModel, valid: pd.DataFrame, points: int = 20
+) -> dict[str, list[tuple[int, float]]]:
+    """Valid NDCG@10 per canvas after every block of trees (about ``points`` per curve), from
+    the model's staged predictions."""
+    if valid.empty:
+        return {}
+    trees = int(fitted.model.tree_count_)
+    period = max(1, trees // points)
+    labels = valid["label"].to_numpy(dtype=float)
+    groups = valid["request_id"].to_numpy()
+    canvas_of = valid.groupby("request_id", sort=False)["task_type"].first()
+    curves: dict[str, list[tuple[int, float]]] = {}
+    staged = fitted.model.staged_predict(
+        _pool(valid, fitted.features, fitted.categorical), eval_period=period
+    )
+    for step, prediction in enumerate(staged):
+        iteration = min((step + 1) * period, trees)
+        values = evaluate.metrics_at_k(labels, prediction, groups, 10)
+        per_canvas = pd.Series(values["ndcg@10"]).groupby(
+            canvas_of.loc[values["request"]].to_numpy()
+        )
+        for canvas, mean in per_canvas.mean().items():
+            curves.setdefault(str(canvas), []).append((iteration, float(mean)))
+    return curves
 
 
 def _evaluate(
@@ -395,6 +440,37 @@ def train_and_evaluate(
         raise TrainingError(f"evaluate_on must be test or valid, got {evaluate_on!r}")
     timings: dict[str, float] = {}
     notes: list[str] = []
+    worker = None
+    if write_reports:
+        from ranker import report
+
+        # Evidently (3 s to import) loads and works in a low-priority process beside the fits
+        worker = report.evidently_worker()
+        worker.submit(int)  # start it now
+    finished = False
+    try:
+        result = _train_and_evaluate(
+            settings, params, on_progress, peers, evaluate_on, force, worker, timings, notes
+        )
+        finished = True
+        return result
+    finally:
+        if worker is not None:  # idle after a finished run: it exits at once
+            worker.shutdown(wait=finished, cancel_futures=True)
+
+
+def _train_and_evaluate(
+    settings: Settings,
+    params: TrainParams,
+    on_progress: ProgressCallback | None,
+    peers: Mapping[str, PeerModel] | None,
+    evaluate_on: str,
+    force: bool,
+    worker: Executor | None,
+    timings: dict[str, float],
+    notes: list[str],
+) -> TrainingResult:
+    write_reports = worker is not None
     run_started = time.perf_counter()
     # The build this model trains on, read before its data: a build published meanwhile is newer
     # than what the model saw, never the other way round.
@@ -413,6 +489,19 @@ def train_and_evaluate(
     )
     timings["unified_fit_seconds"] = unified.seconds
     scores: dict[str, np.ndarray] = {"unified": unified.predict(test)}
+    frames: dict[str, Any] = {}
+    jobs: dict[str, Any] = {}
+    # the build's serving candidates (a sample per canvas): kept with the model for `monitor`
+    registry = settings.registry
+    serving, serving_note = _serving_candidates(
+        settings, registry.drift_features.all, registry.monitoring.reference_rows
+    )
+    if worker is not None:  # the canvas pages' Evidently part runs while the others fit
+        from ranker import report
+
+        frames = _report_frames(settings, data, test, scores["unified"], serving, serving_note)
+        stable = settings.registry.drift_features
+        jobs = report.submit_evidently(worker, frames, stable.numeric, stable.categorical)
     if {"item_engagements", "item_canvas_engagements"} <= set(test.columns):
         scores["popularity"] = popularity_scores(test)
     else:
@@ -472,6 +561,7 @@ def train_and_evaluate(
     evaluations = _evaluate(data, test, scores, params, tasks)
     timings["evaluate_seconds"] = time.perf_counter() - started
     importance = feature_importance_per_task(unified, test, seed=params.random_seed)
+    curves = learning_curves(unified, valid) if write_reports else {}
 
     version = artifacts.new_version(data.fingerprint)
     metadata = _metadata(
@@ -486,8 +576,12 @@ def train_and_evaluate(
     swept = artifacts.sweep_unpromoted(root, settings.reports_dir)
     if swept:
         notes.append(f"removed what earlier runs that died left behind: {', '.join(swept)}")
+    reference = drift_reference(train, settings.registry, params.random_seed)
+    extras = {artifacts.REFERENCE_FILE: lambda p: reference.to_parquet(p, index=False)}
+    if serving is not None:
+        extras[artifacts.SERVING_REFERENCE_FILE] = lambda p: serving.to_parquet(p, index=False)
     model_version = artifacts.write_version(
-        root, version, metadata, lambda p: unified.model.save_model(str(p))
+        root, version, metadata, lambda p: unified.model.save_model(str(p)), extras
     )
     newer = _newer_current_build(root, metadata["warehouse_published_at"])
     if newer is not None:
@@ -501,9 +595,17 @@ def train_and_evaluate(
     report_index: Path | None = None
     try:
         if write_reports:
+            started = time.perf_counter()
             report_index = _write_reports(
-                settings, version, data, test, scores["unified"], evaluations, importance
+                settings,
+                version,
+                frames,
+                jobs,
+                evaluations,
+                importance,
+                _model_info(settings, data, params, unified, timings, curves, test),
             )
+            timings["report_seconds"] = time.perf_counter() - started
         if decision.promote:
             artifacts.promote(root, version, "trained, forced" if decision.forced else "trained")
         else:
@@ -536,43 +638,153 @@ def train_and_evaluate(
     )
 
 
-def _write_reports(
+def _report_frames(
     settings: Settings,
-    version: str,
     data: RankingData,
     test: pd.DataFrame,
     unified_scores: np.ndarray,
-    evaluations: list[evaluate.TaskEvaluation],
-    importance: dict[str, dict[str, float]],
-) -> Path:
-    from ranker import report  # Evidently is imported only when reports are written
+    serving: pd.DataFrame | None,
+    serving_note: str,
+) -> dict[str, Any]:
+    """Per canvas with test rows: a sample of its training rows, its scored test rows and its
+    serving candidates, with the columns the drift tests compare (report.TaskFrames)."""
+    from ranker import report
 
     train = data.split("train")
-    frames: dict[str, report.TaskFrames] = {}
+    stable = settings.registry.drift_features
     scored = test.assign(score=unified_scores)
-    for evaluation in evaluations:
-        if evaluation.skipped or evaluation.task == evaluate.ALL_TASKS:
-            continue
-        task_train = train[train["task_type"] == evaluation.task]
-        reference = task_train.sample(n=min(20_000, len(task_train)), random_state=0)
-        frames[evaluation.task] = report.TaskFrames(
-            reference=reference[list(data.features)],
+    frames: dict[str, Any] = {}
+    for canvas in scored["task_type"].unique():
+        canvas = str(canvas)
+        candidates = None
+        note = serving_note
+        if serving is not None:
+            candidates = serving[serving["task_type"] == canvas]
+            if candidates.empty:
+                candidates, note = None, f"serving_candidates has no row of canvas {canvas}"
+        frames[canvas] = report.TaskFrames(
+            reference=drift.sample(train.loc[train["task_type"] == canvas, list(stable.all)]),
             current=scored.loc[
-                scored["task_type"] == evaluation.task,
-                [*data.features, "request_id", "item_id", "label", "score"],
+                scored["task_type"] == canvas,
+                [*stable.all, "request_id", "item_id", "label", "score"],
             ],
+            serving=candidates,
+            serving_note=note,
         )
+    return frames
+
+
+def _write_reports(
+    settings: Settings,
+    version: str,
+    frames: Mapping[str, Any],
+    jobs: Mapping[str, Any],
+    evaluations: list[evaluate.TaskEvaluation],
+    importance: dict[str, dict[str, float]],
+    model: Any,
+) -> Path:
+    from ranker import report
+
+    evaluated = {e.task for e in evaluations if not e.skipped and e.task != evaluate.ALL_TASKS}
+    stable = settings.registry.drift_features
     paths = report.write_reports(
         out_dir=settings.reports_dir / version,
         version=version,
         evaluations=evaluations,
-        task_frames=frames,
-        numeric_features=data.numeric,
-        categorical_features=data.categorical,
+        task_frames={canvas: f for canvas, f in frames.items() if canvas in evaluated},
+        numeric_features=stable.numeric,
+        categorical_features=stable.categorical,
         feature_importance=importance,
         model_descriptions=MODEL_DESCRIPTIONS,
+        model=model,
+        jobs=jobs,
     )
     return paths.index
+
+
+def _serving_candidates(
+    settings: Settings, columns: Sequence[str], per_canvas: int = drift.MAX_ROWS
+) -> tuple[pd.DataFrame | None, str]:
+    """A random sample of each canvas's serving candidates (``columns`` and task_type), or None
+    and why not."""
+    present = warehouse.relation_columns(settings, "serving_candidates")
+    if present is None:
+        return None, "the warehouse has no serving_candidates (run `unirank-cli build`)"
+    missing = [c for c in columns if c not in present]
+    if missing:
+        return None, f"serving_candidates lacks {missing}: rebuild it with `unirank-cli build`"
+    quoted = ", ".join(warehouse.quote(settings, c) for c in ["task_type", *columns])
+    table = warehouse.fetch_arrow(
+        settings,
+        f"select {quoted} from (select {quoted}, row_number() over (partition by task_type "
+        f"order by {drift.SAMPLE_ORDER}) as pick from serving_candidates) as picked "
+        f"where pick <= {int(per_canvas)}",
+    )
+    return table.to_pandas(), ""
+
+
+def _model_info(
+    settings: Settings,
+    data: RankingData,
+    params: TrainParams,
+    unified: FittedModel,
+    timings: Mapping[str, float],
+    curves: Mapping[str, list[tuple[int, float]]],
+    test: pd.DataFrame,
+) -> Any:
+    """The index's second screen: rows per canvas and split with their dates, the split, the
+    parameters, the best iteration, the timings so far and the learning curves."""
+    from ranker import report
+
+    rows = warehouse.fetchall(
+        settings,
+        "select task_type, split, count(distinct request_id), count(*), "
+        "sum(case when label > 0 then 1 else 0 end), min(requested_at), max(requested_at) "
+        f"from {MART} group by task_type, split",
+    )
+    order = {canvas: i for i, canvas in enumerate(settings.registry.canvas_names)}
+    splits = {"train": 0, "valid": 1, "test": 2}
+    table = [
+        {
+            "canvas": str(r[0]),
+            "split": str(r[1]),
+            "requests": int(r[2]),
+            "rows": int(r[3]),
+            "positives": int(r[4] or 0),
+            "first": str(r[5])[:19],
+            "last": str(r[6])[:19],
+        }
+        for r in sorted(rows, key=lambda r: (order.get(str(r[0]), 99), splits.get(str(r[1]), 9)))
+    ]
+    split = settings.registry.split
+    return report.ModelInfo(
+        fingerprint=data.fingerprint,
+        valid_from=str(split.valid_from),
+        test_from=str(split.test_from),
+        params=dataclasses.asdict(params),
+        best_iteration=unified.best_iteration,
+        timings=[
+            (name.removesuffix("_seconds").replace("_", " "), t) for name, t in timings.items()
+        ],
+        rows=table,
+        learning_curves=curves,
+        request_constant=request_constant_features(test, unified.features),
+    )
+
+
+def drift_reference(train: pd.DataFrame, registry: Registry, seed: int = 0) -> pd.DataFrame:
+    """What the model was trained on, for drift checks: per canvas at most
+    ``monitoring.reference_rows`` training rows (random, by ``seed``), with ``task_type`` and the
+    columns whose distribution should stay stable (registry ``drift``)."""
+    stable = registry.drift_features
+    columns = ["task_type", *stable.all]
+    rows = registry.monitoring.reference_rows
+    parts = [
+        drift.sample(group[columns], rows, seed)
+        for _, group in train.groupby("task_type", sort=True)
+    ]
+    frame = pd.concat(parts, ignore_index=True) if parts else train[columns].head(0)
+    return frame.reset_index(drop=True)
 
 
 def evaluation_to_dict(evaluation: evaluate.TaskEvaluation) -> dict[str, Any]:

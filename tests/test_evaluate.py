@@ -17,7 +17,7 @@ from ranker.evaluate import (
     metrics_at_k,
     per_request_metrics,
 )
-from ranker.report import evidently_ranking_metrics
+from ranker.report import evidently_ranking_curves, evidently_ranking_metrics
 
 
 def naive_metrics(labels: list[float], scores: list[float], k: int) -> dict[str, float]:
@@ -114,12 +114,13 @@ def test_vectorised_metrics_match_the_textbook(data: list[list[tuple[int, int]]]
             assert m[name][i] == pytest.approx(value), name
 
 
-def test_library_metrics_respect_k() -> None:
-    """Evidently's recsys metrics, read at k, equal ours on a hand-made example where relevant
-    items sit beyond k (recsys libraries have a history of counting those)."""
+def test_library_metrics_are_read_at_the_right_k() -> None:
+    """Evidently's recsys metrics, read at every k = 1..6, equal ours on hand-made lists where
+    relevant items sit beyond k (recsys libraries have a history of counting those, and
+    Evidently keys its curves from 1 for some metrics and from 2 for others)."""
     rows = [
-        ("a", [0, 1, 0, 1, 0, 0]),  # relevant at 2 and 4 (4 is beyond k=3)
-        ("b", [0, 0, 0, 0, 1, 0]),  # relevant only at 5: nothing within k
+        ("a", [0, 1, 0, 1, 0, 0]),  # relevant at 2 and 4
+        ("b", [0, 0, 0, 0, 1, 0]),  # relevant only at 5
         ("c", [1, 0, 0, 0, 0, 1]),  # relevant at 1 and 6
         ("d", [0, 0, 0, 0, 0, 0]),  # no positive: excluded by both
     ]
@@ -130,16 +131,29 @@ def test_library_metrics_respect_k() -> None:
             for i, lb in enumerate(labels)
         ]
     )
-    k = 3
-    ours = metrics_at_k(frame["label"], frame["score"], frame["request_id"], k)
-    theirs = evidently_ranking_metrics(frame, k)
-    assert theirs["ndcg"] == pytest.approx(ours[f"ndcg@{k}"].mean())
-    assert theirs["hitrate"] == pytest.approx(ours[f"hitrate@{k}"].mean())
-    # Evidently's MAP divides by all relevant items and its MRR is cut at k; with these lists
-    # (at most 2 relevant, first relevant within k or none) both agree with ours by hand:
-    assert theirs["map"] == pytest.approx(np.mean([(1 / 2) / 2, 0.0, (1 / 1) / 2]))
-    assert theirs["mrr"] == pytest.approx(np.mean([1 / 2, 0.0, 1.0]))
-    assert ours["mrr"].mean() == pytest.approx(np.mean([1 / 2, 1 / 5, 1.0]))
+    theirs = evidently_ranking_curves(frame, 6)
+    assert {name: len(values) for name, values in theirs.items()} == {
+        "ndcg": 6,
+        "map": 6,
+        "mrr": 6,
+        "hitrate": 6,
+    }
+    first_relevant = {"a": 2, "b": 5, "c": 1}
+    relevant_ranks = {"a": [2, 4], "b": [5], "c": [1, 6]}
+    for k in range(1, 7):
+        ours = metrics_at_k(frame["label"], frame["score"], frame["request_id"], k)
+        # binary labels: Evidently's linear gain equals our 2^label - 1, and HitRate is the same
+        assert theirs["ndcg"][k - 1] == pytest.approx(ours[f"ndcg@{k}"].mean()), k
+        assert theirs["hitrate"][k - 1] == pytest.approx(ours[f"hitrate@{k}"].mean()), k
+        # Evidently's MAP divides by every relevant item, its MRR is cut at k: by hand
+        ap = []
+        for ranks in relevant_ranks.values():
+            hits = [r for r in ranks if r <= k]
+            ap.append(sum((i + 1) / r for i, r in enumerate(hits)) / len(ranks))
+        assert theirs["map"][k - 1] == pytest.approx(np.mean(ap)), k
+        mrr = [1 / r if r <= k else 0.0 for r in first_relevant.values()]
+        assert theirs["mrr"][k - 1] == pytest.approx(np.mean(mrr)), k
+    assert evidently_ranking_metrics(frame, 3)["ndcg"] == pytest.approx(theirs["ndcg"][2])
 
 
 def test_bootstrap_interval_brackets_the_mean_and_is_reproducible() -> None:

@@ -268,6 +268,48 @@ def test_a_project_feature_is_one_entry(demo_registry: dict[str, Any]) -> None:
     assert registry.model_features.numeric[-1] == "price"
 
 
+def test_drift_checks_leave_out_counts_that_grow_by_construction(
+    demo_registry: dict[str, Any],
+) -> None:
+    """The report and `monitor` test rates, shares, normalised values and categories; a
+    cumulative count (built in, or a project column declared `drift: false`) and task_type
+    (constant within a canvas) are not tested."""
+    registry = parse_registry(
+        _changed(
+            demo_registry,
+            "features.5",
+            {
+                "model": "int_features__price",
+                "columns": [
+                    {"name": "price", "type": "float", "default": -1},
+                    {"name": "sales", "type": "int", "default": 0, "drift": False},
+                ],
+            },
+        )
+    )
+    stable = registry.drift_features
+    for counted in ("item_engagements", "user_engagements", "source_coengagement", "sales"):
+        assert counted in registry.model_features.all and counted not in stable.all, counted
+    for kept in ("item_category_rank_pct", "user_category_affinity", "price", "item_category"):
+        assert kept in stable.all, kept
+    assert "task_type" not in stable.all
+    context_features = [c.name for c in registry.context_columns if c.feature]
+    assert context_features and set(context_features) <= set(stable.categorical)
+    with pytest.raises(RegistryError, match="drift"):
+        parse_registry(
+            _changed(
+                demo_registry,
+                "features.5",
+                {
+                    "model": "int_features__price",
+                    "columns": [
+                        {"name": "p", "type": "float", "default": -1, "drift": "sometimes"}
+                    ],
+                },
+            )
+        )
+
+
 def test_features_default_to_every_builtin(demo_registry: dict[str, Any]) -> None:
     raw = copy.deepcopy(demo_registry)
     del raw["features"]

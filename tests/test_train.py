@@ -11,7 +11,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pytest
-from catboost import CatBoostRanker
+from catboost import CatBoostRanker, Pool
 from typer.testing import CliRunner
 
 from cli.main import app
@@ -74,6 +74,25 @@ def test_training_publishes_a_complete_version(tiny_settings: Settings) -> None:
     assert rows == (5 * 4 * len(METRICS), 5, 4, len(METRICS))
     assert result.report_index is not None and result.report_index.is_file()
     assert (result.report_index.parent / "home.html").is_file()
+    assert metadata["timings"]["report_seconds"] > 0
+
+    # what `monitor` compares with: training rows and the build's serving candidates, the
+    # columns that should stay stable (no cumulative count), every canvas
+    stable = tiny_settings.registry.drift_features
+    assert "item_engagements" not in stable.all and "item_category_rank_pct" in stable.all
+    for name in (artifacts.REFERENCE_FILE, artifacts.SERVING_REFERENCE_FILE):
+        kept = pd.read_parquet(result.model_dir / name)
+        assert list(kept.columns) == ["task_type", *stable.all], name
+        assert set(kept["task_type"]) == {"home", "search", "related", "category"}, name
+    training = pd.read_parquet(result.model_dir / artifacts.REFERENCE_FILE)
+    with duckdb.connect(str(tiny_settings.duckdb_path), read_only=True) as con:
+        train_rows = con.execute(
+            "select task_type, count(*) from ranking_examples where split = 'train' group by 1"
+        ).fetchall()
+    limit = tiny_settings.registry.monitoring.reference_rows
+    assert training["task_type"].value_counts().to_dict() == {
+        task: min(n, limit) for task, n in train_rows
+    }
 
 
 def test_a_new_run_never_overwrites_and_becomes_current(tiny_settings: Settings) -> None:
@@ -361,3 +380,61 @@ def test_cli_train_without_a_warehouse_says_what_to_do(
     assert result.exit_code == 1
     assert "unirank-cli build" in result.output
     assert "Traceback" not in result.output
+
+
+def test_importance_does_not_credit_what_cannot_reorder_a_list() -> None:
+    """A feature constant within each request that shifts every candidate alike gets (almost)
+    no importance, however much it moves the scores; the item feature that orders the list gets
+    it all. Mean |SHAP| (the old measure) credited the constant one most."""
+    from catboost import CatBoostRegressor
+
+    rng = np.random.default_rng(0)
+    requests = np.repeat(np.arange(300), 10)
+    context = np.repeat(rng.normal(0, 5, 300), 10)  # one value per request
+    item = rng.normal(0, 1, len(requests))
+    frame = pd.DataFrame(
+        {
+            "request_id": [f"r{r}" for r in requests],
+            "task_type": "home",
+            "context": context,
+            "item": item,
+            "label": 0,
+        }
+    )
+    model = CatBoostRegressor(
+        iterations=60, depth=2, verbose=0, random_seed=0, allow_writing_files=False
+    )
+    model.fit(frame[["context", "item"]], 3 * context + item)
+    fitted = train.FittedModel(model, ("context", "item"), (), 59, 0.0, len(frame))  # type: ignore[arg-type]
+    importance = train.feature_importance_per_task(fitted, frame)["home"]
+    assert importance["context"] < 0.05 * importance["item"]
+    shap = np.abs(
+        model.get_feature_importance(type="ShapValues", data=Pool(frame[["context", "item"]]))
+    )
+    assert shap[:, 0].mean() > shap[:, 1].mean()  # what the old measure would have said
+    assert train.request_constant_features(frame, ["context", "item"]) == ["context"]
+
+
+def test_learning_curves_follow_the_staged_model_per_canvas() -> None:
+    """Valid NDCG@10 per canvas after each block of trees; the last point is the final model's."""
+    rng = np.random.default_rng(1)
+    n = 4000
+    frame = pd.DataFrame(
+        {
+            "request_id": np.repeat([f"r{i}" for i in range(n // 10)], 10),
+            "task_type": np.repeat(rng.choice(["home", "search"], n // 10), 10),
+            "x": rng.normal(size=n),
+        }
+    )
+    frame["label"] = (frame["x"] + rng.normal(0, 1, n) > 1).astype(int)
+    fitted = train.fit_ranker("unified", frame, None, ("task_type", "x"), ("task_type",), FAST)
+    curves = train.learning_curves(fitted, frame, points=10)
+    assert set(curves) == {"home", "search"}
+    for canvas, points in curves.items():
+        iterations = [i for i, _ in points]
+        assert iterations == sorted(iterations) and iterations[-1] == fitted.model.tree_count_
+        rows = frame[frame["task_type"] == canvas]
+        final = evaluate.metrics_at_k(rows["label"], fitted.predict(rows), rows["request_id"], 10)[
+            "ndcg@10"
+        ].mean()
+        assert points[-1][1] == pytest.approx(final)
