@@ -53,6 +53,7 @@ bench: $(DEV)
 quality: $(DEV)
 	$(BIN)/pip install --quiet -e '.[dev,spark,bench]'
 	$(BIN)/python benchmarks/quality.py
+	$(BIN)/python benchmarks/learning_curve.py
 
 clean:
 	rm -rf target logs warehouse data/generated* artifacts reports .pytest_cache
