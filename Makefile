@@ -54,6 +54,7 @@ quality: $(DEV)
 	$(BIN)/pip install --quiet -e '.[dev,spark,bench]'
 	$(BIN)/python benchmarks/quality.py
 	$(BIN)/python benchmarks/learning_curve.py
+	$(BIN)/python benchmarks/weighting.py
 
 clean:
 	rm -rf target logs warehouse data/generated* artifacts reports .pytest_cache

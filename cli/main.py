@@ -47,6 +47,7 @@ app = typer.Typer(
         "-> `train` (one model, evaluated per canvas, reports)."
     ),
     no_args_is_help=True,
+    rich_markup_mode=None,  # help paragraphs rewrap; "[spark]" and the like print as written
     add_completion=False,
 )
 console = Console(stderr=True)
@@ -722,6 +723,7 @@ def recommend(
 
 models_app = typer.Typer(
     help="The model store: list versions, show one, promote one, roll back CURRENT.",
+    rich_markup_mode=None,
     no_args_is_help=True,
 )
 app.add_typer(models_app, name="models")

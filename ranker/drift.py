@@ -11,7 +11,7 @@ Kolmogorov-Smirnov below 1,000 rows and the normed Wasserstein distance above, c
 Jensen-Shannon for categories) and says whether it drifted; this module keeps its verdict, the
 method and threshold, plus small histograms for the page. Evidently is imported inside functions
 only (it takes about 3 s; ``train`` imports it in a low-priority worker process while the
-models fit: ranker.report.evidently_worker).
+models fit: ranker.report.evidently_worker, ranker.worker).
 """
 
 from __future__ import annotations

@@ -37,12 +37,11 @@ import hashlib
 import importlib.metadata
 import logging
 import math
-import os
 import re
 import urllib.parse
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -282,27 +281,20 @@ class _Inline(Executor):
 
 
 def evidently_worker() -> Executor:
-    """A one-process pool for Evidently's computations at the lowest CPU priority: started when
-    training starts, it imports Evidently (about 3 s) and then runs the jobs of
+    """A worker process (ranker.worker) at the idle CPU priority for Evidently's computations:
+    started when training starts, it imports Evidently (about 3 s) and then runs the jobs of
     ``submit_evidently`` on the CPU the model fits leave idle, instead of after them."""
-    import multiprocessing
+    from ranker.worker import Worker
 
-    return ProcessPoolExecutor(
-        max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=_warm_up
+    return Worker(
+        preload=(
+            "ranker.report",
+            "ranker.drift",
+            "evidently",
+            "evidently.metrics",
+            "evidently.legacy.calculations.stattests",
+        )
     )
-
-
-def _warm_up() -> None:
-    # SCHED_IDLE (Linux): run only on CPU nothing else wants, so the fits never wait for this
-    # process; nice 19 elsewhere (measured on the demo: nice 19 alone still slowed the fits by
-    # 1.4 s in 6 s).
-    try:
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-    except (AttributeError, OSError):
-        os.nice(19)
-    importlib.import_module("evidently")
-    importlib.import_module("evidently.metrics")
-    importlib.import_module("evidently.legacy.calculations.stattests")
 
 
 def submit_evidently(
@@ -338,9 +330,6 @@ def submit_evidently(
     return jobs
 
 
-_JOB_TIMEOUT_SECONDS = 600.0
-
-
 def _write_task_report(
     path: Path,
     version: str,
@@ -351,13 +340,14 @@ def _write_task_report(
 ) -> list[str]:
     """Write one canvas's page; return the parts that failed ("part: reason")."""
     from ranker import pages
+    from ranker.worker import gather
 
     task = evaluation.task
     failures: list[str] = []
     current = frames.current
     curves = _metric_curves(current, k)
     try:
-        theirs = jobs.ranking.result(timeout=_JOB_TIMEOUT_SECONDS)
+        theirs = gather(jobs.ranking)
     except Exception as exc:  # Evidently is third-party: report the failure, keep going.
         theirs = {}
         failures.append(f"Evidently's ranking metrics: {_describe(exc)}")
@@ -368,7 +358,7 @@ def _write_task_report(
             comparisons.append({"title": title, "result": None, "error": job})
             continue
         try:
-            result = job.result(timeout=_JOB_TIMEOUT_SECONDS)
+            result = gather(job)
             comparisons.append({"title": title, "result": result, "error": None})
         except Exception as exc:  # Evidently is third-party: report the failure, keep going.
             failures.append(f"drift {title}: {_describe(exc)}")

@@ -446,17 +446,13 @@ def train_and_evaluate(
 
         # Evidently (3 s to import) loads and works in a low-priority process beside the fits
         worker = report.evidently_worker()
-        worker.submit(int)  # start it now
-    finished = False
     try:
-        result = _train_and_evaluate(
+        return _train_and_evaluate(
             settings, params, on_progress, peers, evaluate_on, force, worker, timings, notes
         )
-        finished = True
-        return result
     finally:
-        if worker is not None:  # idle after a finished run: it exits at once
-            worker.shutdown(wait=finished, cancel_futures=True)
+        if worker is not None:  # it keeps nothing: stopped at once
+            worker.shutdown(wait=False, cancel_futures=True)
 
 
 def _train_and_evaluate(

@@ -19,6 +19,19 @@ def test_help_lists_the_commands() -> None:
         assert command in result.output
 
 
+def test_command_help_reads_as_written() -> None:
+    """A command's help prints every option's full name and text as written (no markup eats
+    `[spark]`, no truncated names) and its paragraphs rewrap instead of breaking mid-line."""
+    result = runner.invoke(app, ["train", "--help"], terminal_width=200)
+    assert result.exit_code == 0
+    assert "--early-stopping-rounds" in result.output
+    assert "'.[spark]'" in result.output.replace("\n", "").replace(" ", "")
+    lines = [line.strip() for line in result.output.splitlines()]
+    start = next(i for i, line in enumerate(lines) if line.startswith("Reads the ranking mart"))
+    paragraph = lines[start : lines.index("", start)]
+    assert len(paragraph) <= 4  # the docstring's 8 lines, rewrapped to 200 columns
+
+
 def test_registry_shows_canvases(project_dir: Path) -> None:
     result = runner.invoke(app, ["registry", "--project-dir", str(project_dir)])
     assert result.exit_code == 0, result.output
