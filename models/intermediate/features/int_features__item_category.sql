@@ -88,7 +88,8 @@ final as (
         feature_probes.request_id,
         feature_probes.item_id,
         items.category as item_category,
-        category_ranked.item_category_rank_pct
+        -- an item nobody has seen (only the catalogue has it) ranks last: 1.0
+        coalesce(category_ranked.item_category_rank_pct, 1.0) as item_category_rank_pct
     from feature_probes
     inner join items
         on feature_probes.item_id = items.item_id
