@@ -26,8 +26,11 @@ periods as (
     select distinct {{ dbt.date_trunc(grain, 'engaged_at') }} as period_start from engagement_history
 ),
 
+-- The items a category's rank is taken over: those with a training or serving probe or an
+-- engagement. Not the whole catalogue (the `latest` probes, one per catalogue item for online
+-- scoring): items nobody ever saw would tie at the bottom and squeeze every percentile.
 ranked_items as (
-    select item_id from feature_probes
+    select item_id from feature_probes where probe_kind <> 'latest'
     union
     select item_id from engagement_history
 ),
@@ -85,7 +88,8 @@ final as (
         feature_probes.request_id,
         feature_probes.item_id,
         items.category as item_category,
-        category_ranked.item_category_rank_pct
+        -- an item nobody has seen (only the catalogue has it) ranks last: 1.0
+        coalesce(category_ranked.item_category_rank_pct, 1.0) as item_category_rank_pct
     from feature_probes
     inner join items
         on feature_probes.item_id = items.item_id
