@@ -38,10 +38,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from quality import DATA_DIRS, PROJECTS, WORK  # noqa: E402
+from quality import DATA_DIRS, built_settings  # noqa: E402
 
-from ranker.build import run_dbt  # noqa: E402
-from ranker.config import load_settings  # noqa: E402
 from ranker.dataset import load_ranking_data  # noqa: E402
 from ranker.evaluate import HEADLINE_METRIC, compare_models  # noqa: E402
 from ranker.train import TrainParams, fit_ranker  # noqa: E402
@@ -61,21 +59,9 @@ def request_share(request_ids: pd.Series) -> pd.Series:
 
 
 def run_dataset(name: str, threads: int, log: Any) -> dict[str, Any]:
-    overrides: dict[str, Any] = {}
-    if name in DATA_DIRS:
-        if not DATA_DIRS[name].exists():
-            return {"dataset": name, "skipped": f"no data at {DATA_DIRS[name]}"}
-        overrides[f"{name}_path"] = str(DATA_DIRS[name])
-    work = WORK / name
-    settings = load_settings(
-        PROJECTS[name],
-        overrides,
-        duckdb_path=work / "unirank.duckdb",
-        artifacts_dir=work / "artifacts",
-        reports_dir=work / "reports",
-    )
-    if not settings.duckdb_path.exists():
-        run_dbt(settings, ["build"], echo=False)
+    settings = built_settings(name)
+    if settings is None:
+        return {"dataset": name, "skipped": f"no data at {DATA_DIRS[name]}"}
     data = load_ranking_data(settings)
     params = TrainParams.from_settings(settings, thread_count=threads, compare=False)
     train, valid, test = data.split("train"), data.split("valid"), data.split("test")

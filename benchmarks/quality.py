@@ -80,18 +80,35 @@ def without_project_features(settings: Any, params: TrainParams) -> Callable[...
     return peer
 
 
-def run_dataset(name: str, threads: int) -> dict[str, Any]:
+def dataset_settings(name: str) -> Any:
+    """The settings of one dataset's project, its warehouse and models under WORK/<name> (the
+    studies of benchmarks/learning_curve.py and weighting.py reuse these warehouses)."""
     overrides: dict[str, Any] = {}
     if name in DATA_DIRS:
         overrides[f"{name}_path"] = str(DATA_DIRS[name])
     work = WORK / name
-    settings = load_settings(
+    return load_settings(
         PROJECTS[name],
         overrides,
         duckdb_path=work / "unirank.duckdb",
         artifacts_dir=work / "artifacts",
         reports_dir=work / "reports",
     )
+
+
+def built_settings(name: str) -> Any:
+    """``dataset_settings``, the warehouse built first when absent; None when the dataset's
+    data is not there."""
+    if name in DATA_DIRS and not DATA_DIRS[name].exists():
+        return None
+    settings = dataset_settings(name)
+    if not settings.duckdb_path.exists():
+        run_dbt(settings, ["build"], echo=False)
+    return settings
+
+
+def run_dataset(name: str, threads: int) -> dict[str, Any]:
+    settings = dataset_settings(name)
     started = time.perf_counter()
     run_dbt(settings, ["build"], echo=False)
     build_seconds = time.perf_counter() - started
