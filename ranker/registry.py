@@ -51,6 +51,18 @@ SOURCE_NEEDS: dict[str, tuple[str, ...]] = {
     "title_match": ("query_text",),
     "user_categories": ("user_id",),
 }
+# How a canvas may fill a context column it lacks, instead of the sentinel (registry `impute`),
+# and the context column each rule reads: the source item's title or category, the browsed
+# category's own value, the user's most engaged category strictly before the request.
+ImputeRule = Literal[
+    "source_item_title", "source_item_category", "category_name", "user_top_category"
+]
+IMPUTE_NEEDS: dict[str, str] = {
+    "source_item_title": "source_item_id",
+    "source_item_category": "source_item_id",
+    "category_name": "category",
+    "user_top_category": "user_id",
+}
 ServingMode = Literal["cache_only", "cache_then_online", "online"]
 ValueType = Literal["string", "int", "float"]
 SQL_TYPES = {"string": "string", "int": "bigint", "float": "double"}
@@ -150,6 +162,16 @@ class CanvasServing(Strict):
     )
 
 
+class Imputation(Strict):
+    column: Identifier = Field(description="The context column the canvas does not fill.")
+    rule: ImputeRule = Field(
+        description="Where its value comes from: source_item_title, source_item_category (the "
+        "source item's title or category), category_name (the browsed category itself), "
+        "user_top_category (the user's most engaged category strictly before the request; "
+        "ties: the smallest name). No value: the sentinel."
+    )
+
+
 class Canvas(Strict):
     name: Identifier
     label_model: str
@@ -164,6 +186,12 @@ class Canvas(Strict):
         default=False,
         description="Drop items the user engaged with before the request, in training rows and "
         "in serving.",
+    )
+    impute: tuple[Imputation, ...] = Field(
+        default=(),
+        description="Context columns the canvas does not fill, filled from a related value "
+        "instead of the sentinel, point-in-time, the same way in training, batch serving and "
+        "online serving.",
     )
     serving: CanvasServing | None = None
 
@@ -644,6 +672,7 @@ def _check_consistency(registry: Registry) -> None:
                     f"{where} requires context column '{column}' but does not list it in its "
                     "context_columns"
                 )
+        _check_imputations(registry, canvas)
         serving = canvas.serving
         if serving is None:
             continue
@@ -711,6 +740,39 @@ def _check_consistency(registry: Registry) -> None:
                 )
             taken.add(feature_column.name)
             _check_default(feature_column, where)
+
+
+def _check_imputations(registry: Registry, canvas: Canvas) -> None:
+    where = f"canvas '{canvas.name}'"
+    names = registry.context_names
+    seen: set[str] = set()
+    for imputation in canvas.impute:
+        column, rule = imputation.column, imputation.rule
+        if column not in names:
+            raise ValueError(
+                f"{where} imputes unknown context column '{column}'; declare it under "
+                f"context_columns or use one of {list(names)}"
+            )
+        if column in canvas.context_columns:
+            raise ValueError(
+                f"{where} imputes '{column}', which it fills itself; impute only a column the "
+                "canvas lacks"
+            )
+        if column in seen:
+            raise ValueError(f"{where} imputes '{column}' twice; keep one rule per column")
+        seen.add(column)
+        needs = IMPUTE_NEEDS[rule]
+        if needs not in canvas.context_columns:
+            raise ValueError(
+                f"{where} imputes '{column}' with {rule}, which reads '{needs}'; the canvas does "
+                "not fill it"
+            )
+        declared = next(c for c in registry.context_columns if c.name == column)
+        if declared.type != "string":
+            raise ValueError(
+                f"{where} imputes '{column}' with {rule}, a text value, but '{column}' is "
+                f"{declared.type}; impute only string context columns"
+            )
 
 
 def _check_online(registry: Registry) -> None:

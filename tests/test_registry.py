@@ -155,6 +155,32 @@ def test_demo_registry_parses_with_defaults(demo_registry: dict[str, Any]) -> No
             "canvas 'related' serving max_k=3 is below its k=10",
         ),
         (
+            "canvases.0.impute",
+            [{"column": "country", "rule": "user_top_category"}],
+            "canvas 'home' imputes 'country', which it fills itself",
+        ),
+        (
+            "canvases.0.impute",
+            [{"column": "genre", "rule": "user_top_category"}],
+            "canvas 'home' imputes unknown context column 'genre'",
+        ),
+        (
+            "canvases.1.impute",
+            [{"column": "category", "rule": "source_item_category"}],
+            "canvas 'search' imputes 'category' with source_item_category, which reads "
+            "'source_item_id'; the canvas does not fill it",
+        ),
+        (
+            "canvases.0.impute",
+            [{"column": "category", "rule": "user_top_category"}] * 2,
+            "canvas 'home' imputes 'category' twice",
+        ),
+        (
+            "canvases.0.impute.0.rule",
+            "user_favourite",
+            "canvases[home].impute[0].rule",
+        ),
+        (
             "features.0",
             {"model": "int_features__item_popularity", "columns": []},
             "is built in: its columns are fixed",
