@@ -324,10 +324,11 @@ def test_cli_check_online_reports_agreement_and_lists_differences(
 def test_online_imputes_a_missing_context_as_batch_serving_does(served_project: Settings) -> None:
     """The registry's `impute` rules give a served context, online, the values the SQL gave it
     at the serving clock (int_serving_contexts): home's category is the user's top category,
-    related's query the source item's title, a category page's query the category's name."""
+    related's query the source item's title. (category_name, which the demo does not declare,
+    is the category itself: a dbt unit test pins the SQL, the last lines here the online rule.)"""
     registry = served_project.registry
     imputing = [c for c in registry.canvases if c.impute and c.serving is not None]
-    assert {c.name for c in imputing} == {"home", "related", "category"}
+    assert {c.name for c in imputing} == {"home", "related"}
     scorer = OnlineScorer(served_project)
     _, _, features, _ = scorer.model()
     tables = scorer.tables(current_reader(served_project), features)
@@ -350,3 +351,9 @@ def test_online_imputes_a_missing_context_as_batch_serving_does(served_project: 
             assert filled > len(contexts) // 2, f"{canvas.name}: the rules filled too little"
     finally:
         warehouse.close()
+    page = registry.canvas("category")
+    named = type(page).model_validate(
+        {**page.model_dump(), "impute": [{"column": "query_text", "rule": "category_name"}]}
+    )
+    assert scorer.full_context(tables, named, {"category": "jazz"})["query_text"] == "jazz"
+    assert scorer.full_context(tables, named, {})["query_text"] == registry.sentinel("query_text")
