@@ -8,7 +8,8 @@ each only from the engagements strictly before its cut, so a probe that reads th
 at or before its time sees nothing of its own time or later (docs/training.md#representations).
 
 The dbt Python model ``int_item_representations`` calls :func:`learn_versions` during ``dbt
-build``; nothing here reads the warehouse.
+build``; ``train`` records :func:`versions_fingerprint` in the model's metadata, so a model says
+which representations it was trained with.
 """
 
 from __future__ import annotations
@@ -16,11 +17,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
+if TYPE_CHECKING:
+    from ranker.config import Settings
+
 log = logging.getLogger(__name__)
+
+FEATURE_MODEL = "int_features__representation"
 
 # Anonymous engagements (user_id NULL) are grouped by their request: the items engaged with in
 # one request (a session, a visit) are co-engagements, as a user's are.
@@ -113,3 +120,32 @@ def learn_items(events: pd.DataFrame, settings: AlsSettings) -> pd.DataFrame:
     frame = pd.DataFrame(unit, columns=names)
     frame.insert(0, "item_id", items[kept].to_numpy())
     return frame
+
+
+def versions_fingerprint(settings: Settings) -> dict[str, Any] | None:
+    """The representations a model trains with, for its metadata: the cuts, the settings and a
+    hash of every version's vectors (engine-independent); None when the registry does not list
+    the feature model."""
+    import hashlib
+
+    from ranker import warehouse
+
+    if FEATURE_MODEL not in {f.model for f in settings.registry.feature_models}:
+        return None
+    names = vector_columns(settings.registry.representations.dimensions)
+    frame = warehouse.fetch_arrow(
+        settings,
+        f"select cut_at, item_id, {', '.join(names)} from int_item_representations "
+        "order by cut_at, item_id",
+    ).to_pandas()
+    frame[names] = frame[names].round(9)  # the last bits of a float differ between BLAS builds
+    hashed = pd.util.hash_pandas_object(frame, index=False).to_numpy()
+    cuts = frame.groupby("cut_at").size()
+    return {
+        "fingerprint": hashlib.sha256(hashed.tobytes()).hexdigest()[:16],
+        "versions": [
+            {"cut_at": pd.Timestamp(cut).isoformat(sep=" "), "items": int(n)}
+            for cut, n in cuts.items()
+        ],
+        "settings": settings.registry.representations.model_dump(),
+    }
