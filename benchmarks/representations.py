@@ -118,7 +118,9 @@ def run_dataset(name: str, threads: int, log: Any) -> dict[str, Any]:
     without = [f for f in data.features if f not in present]
     started = time.perf_counter()
     models: dict[str, Any] = {
-        "unified:with": fit_ranker("unified", train, valid, data.features, data.categorical, params),
+        "unified:with": fit_ranker(
+            "unified", train, valid, data.features, data.categorical, params
+        ),
         "unified:without": fit_ranker("unified", train, valid, without, data.categorical, params),
     }
     log(f"{name}: unified models fitted")

@@ -186,7 +186,7 @@ def test_the_feature_needs_one_of_its_context_columns() -> None:
 def test_the_representations_block_is_strict() -> None:
     with pytest.raises(RegistryError, match="did you mean `dimensions`"):
         parse_registry(_registry(representations={"dimension": 8}))
-    with pytest.raises(RegistryError, match="representations.dimensions"):
+    with pytest.raises(RegistryError, match=r"representations\.dimensions"):
         parse_registry(_registry(representations={"dimensions": 1}))
     registry = parse_registry(_registry(representations={"dimensions": 8, "train_versions": 2}))
     assert (registry.representations.dimensions, registry.representations.seed) == (8, 0)
