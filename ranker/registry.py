@@ -366,6 +366,7 @@ class BuiltinColumn:
 # A cosine lies in [-1, 1]: the representation features' default (no vector, no history, no
 # context) lies outside it, so the model can tell "unknown" from "orthogonal".
 REPRESENTATION_DEFAULT = -2.0
+REPRESENTATION_MODEL = "int_features__representation"
 # The feature models unirank ships (models/intermediate/features/). A column whose `needs` names
 # context columns the project does not declare is left out of that project's features.
 BUILTIN_FEATURES: dict[str, tuple[BuiltinColumn, ...]] = {
@@ -469,7 +470,7 @@ BUILTIN_FEATURES: dict[str, tuple[BuiltinColumn, ...]] = {
             ("country",),
         ),
     ),
-    "int_features__representation": (
+    REPRESENTATION_MODEL: (
         BuiltinColumn(
             "user_item_similarity",
             "float",
@@ -497,7 +498,7 @@ BUILTIN_FEATURES: dict[str, tuple[BuiltinColumn, ...]] = {
 }
 # Built-in feature models a project adds by name; the others are the default `features`. The
 # representations learn with ALS at build time (int_item_representations, a Python model).
-OPT_IN_FEATURES: tuple[str, ...] = ("int_features__representation",)
+OPT_IN_FEATURES: tuple[str, ...] = (REPRESENTATION_MODEL,)
 DEFAULT_FEATURES: tuple[str, ...] = tuple(m for m in BUILTIN_FEATURES if m not in OPT_IN_FEATURES)
 # What each built-in feature model's values depend on, for online scoring (ranker.online):
 # `item` ones are read from the latest probes (the same SQL at the serving clock), `context`
@@ -509,7 +510,7 @@ BUILTIN_GRAIN: dict[str, str] = {
     "int_features__coengagement": "context",
     "int_features__context_match": "context",
     # a user's, source item's or query's vector at the request: served from the cache
-    "int_features__representation": "request",
+    REPRESENTATION_MODEL: "request",
 }
 # Columns every probe and mart row has; a feature column may not reuse these names.
 RESERVED_COLUMNS = (

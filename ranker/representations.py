@@ -22,12 +22,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from ranker.registry import REPRESENTATION_MODEL
+
 if TYPE_CHECKING:
     from ranker.config import Settings
 
 log = logging.getLogger(__name__)
 
-FEATURE_MODEL = "int_features__representation"
+FEATURE_MODEL = REPRESENTATION_MODEL
 
 # Anonymous engagements (user_id NULL) are grouped by their request: the items engaged with in
 # one request (a session, a visit) are co-engagements, as a user's are.

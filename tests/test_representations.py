@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ranker.build import run_dbt
+from ranker.build import BuildError, run_dbt
 from ranker.config import Settings, load_settings
 from ranker.registry import (
     DEFAULT_FEATURES,
@@ -210,6 +210,16 @@ def test_canvases_with_the_feature_are_served_from_the_cache() -> None:
 # --- on a built project ----------------------------------------------------------------------
 
 FEATURES = [*DEFAULT_FEATURES, "int_features__representation"]
+
+
+def test_a_spark_build_with_the_feature_stops_before_dbt(project_dir: Path, tmp_path: Path) -> None:
+    """The vectors are learned by a dbt Python model, which dbt-spark's session cannot run."""
+    pytest.importorskip("pyspark")
+    settings = load_settings(
+        project_dir, {"features": FEATURES}, duckdb_path=tmp_path / "x.duckdb", target="spark"
+    )
+    with pytest.raises(BuildError, match="needs the DuckDB target"):
+        run_dbt(settings, ["build"], echo=False)
 
 
 @pytest.fixture(scope="module")
