@@ -16,6 +16,7 @@ Reproduce (about 10 minutes on 2 cores):
 
     .venv/bin/python benchmarks/representations.py
     .venv/bin/python benchmarks/representations.py --datasets movielens
+    .venv/bin/python benchmarks/representations.py --refresh-days 7   # weekly refreshed vectors
 
 Writes benchmarks/results/representations.{json,md}; warehouses go to
 benchmarks/work/representations/<dataset>/. Needs ../shared/data for movielens and diginetica.
@@ -46,6 +47,7 @@ from ranker.dataset import load_ranking_data  # noqa: E402
 from ranker.evaluate import HEADLINE_METRIC, compare_models  # noqa: E402
 from ranker.registry import BUILTIN_FEATURES  # noqa: E402
 from ranker.train import TrainParams, fit_ranker  # noqa: E402
+from ranker.warehouse import fetchall  # noqa: E402
 
 DATASETS = ("demo", "movielens", "diginetica")
 MODEL = "int_features__representation"
@@ -55,16 +57,19 @@ RESULTS = ROOT / "benchmarks" / "results"
 TARGET_LIFT = 0.05  # the issue's target: +5% relative NDCG@10 on some canvas of each real dataset
 
 
-def representation_settings(name: str) -> Any:
-    """The dataset's project with int_features__representation added to its features; its
-    warehouse under WORK/<name>."""
+def representation_settings(name: str, refresh_days: int | None = None) -> Any:
+    """The dataset's project with int_features__representation added to its features (and
+    ``representations.refresh_days`` when given); its warehouse under WORK/<name>[-refresh<N>]."""
     base = dataset_settings(name)
     features = [f.model_dump(exclude_none=True) for f in base.registry.features]
     if MODEL not in {f["model"] for f in features}:
         features.append({"model": MODEL})
     overrides = dict(base.var_overrides)
     overrides["features"] = features
-    work = WORK / name
+    if refresh_days is not None:
+        block = base.registry.representations.model_dump(exclude_defaults=True)
+        overrides["representations"] = {**block, "refresh_days": refresh_days}
+    work = WORK / (name if refresh_days is None else f"{name}-refresh{refresh_days}")
     return load_settings(
         PROJECTS[name],
         overrides,
@@ -102,10 +107,14 @@ def with_and_without(
     }
 
 
-def run_dataset(name: str, threads: int, log: Any) -> dict[str, Any]:
+def variant(refresh_days: int | None) -> str:
+    return "default cuts" if refresh_days is None else f"refresh_days {refresh_days}"
+
+
+def run_dataset(name: str, threads: int, log: Any, refresh_days: int | None) -> dict[str, Any]:
     if name in DATA_DIRS and not DATA_DIRS[name].exists():
         return {"dataset": name, "skipped": f"no data at {DATA_DIRS[name]}"}
-    settings = representation_settings(name)
+    settings = representation_settings(name, refresh_days)
     started = time.perf_counter()
     run_dbt(settings, ["build"], echo=False)
     build_seconds = time.perf_counter() - started
@@ -150,11 +159,14 @@ def run_dataset(name: str, threads: int, log: Any) -> dict[str, Any]:
         }
         per_canvas[canvas] = {**found, "test_coverage": coverage}
         log(f"{name} {canvas}: {json.dumps(found['test'])}")
+    versions = settings.registry.representations
     return {
         "dataset": name,
+        "variant": variant(refresh_days),
         "project": str(PROJECTS[name].relative_to(ROOT)) or ".",
         "columns": present,
-        "representations": settings.registry.representations.model_dump(),
+        "versions": len(fetchall(settings, "select cut_at from int_representation_versions")),
+        "representations": versions.model_dump(),
         "build_seconds": round(build_seconds, 1),
         "train_seconds": round(time.perf_counter() - started, 1),
         "canvases": per_canvas,
@@ -179,14 +191,15 @@ def write_markdown(report: dict[str, Any]) -> str:
         "",
     ]
     for run in report["runs"]:
-        lines += [f"## {run['dataset']}", ""]
+        lines += [f"## {run['dataset']} ({run.get('variant', 'default cuts')})", ""]
         if "skipped" in run:
             lines += [f"Skipped: {run['skipped']}.", ""]
             continue
         settings = ", ".join(f"{k} {v}" for k, v in run["representations"].items())
         lines += [
             f"Columns: {', '.join(run['columns'])}. Representations: {settings}. Build "
-            f"{run['build_seconds']:.0f} s, training {run['train_seconds']:.0f} s.",
+            f"{run['build_seconds']:.0f} s ({run.get('versions', '?')} versions), training "
+            f"{run['train_seconds']:.0f} s.",
             "",
             "| canvas | split | unified with / without | lift | delta [95%] | bespoke with / "
             "without | lift | delta [95%] |",
@@ -230,18 +243,30 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", choices=DATASETS, default=list(DATASETS))
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--refresh-days",
+        type=int,
+        default=None,
+        help="set representations.refresh_days (a run of its own, kept beside the default)",
+    )
     args = parser.parse_args()
 
     def log(line: str) -> None:
         print(line, flush=True)
 
-    runs = [run_dataset(name, args.threads, log) for name in args.datasets]
+    runs = [run_dataset(name, args.threads, log, args.refresh_days) for name in args.datasets]
+    done = {(r["dataset"], r.get("variant", "default cuts")) for r in runs}
     previous = RESULTS / "representations.json"
     if previous.exists():
         kept = [
-            r for r in json.loads(previous.read_text())["runs"] if r["dataset"] not in args.datasets
+            r
+            for r in json.loads(previous.read_text())["runs"]
+            if (r["dataset"], r.get("variant", "default cuts")) not in done
         ]
-        runs = sorted([*kept, *runs], key=lambda r: DATASETS.index(r["dataset"]))
+        runs = sorted(
+            [*kept, *runs],
+            key=lambda r: (DATASETS.index(r["dataset"]), r.get("variant", "default cuts")),
+        )
     report = {
         "created_at": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{platform.machine()}, {args.threads} threads",

@@ -342,6 +342,14 @@ class Representations(Strict):
         "split.test_from and the serving clock are cuts too. A probe uses the latest version "
         "whose cut is at or before its time.",
     )
+    refresh_days: int | None = Field(
+        default=None,
+        ge=1,
+        description="Also cut at the start of every Nth day (counted from the first cut) on "
+        "which a request or serving probe falls: a refresh every N days, as a nightly job would "
+        "do (1 = daily), so a probe reads vectors at most N days old. null = only the cuts "
+        "above.",
+    )
     iterations: int = Field(default=15, ge=1, le=1000, description="ALS iterations.")
     regularization: float = Field(default=0.05, gt=0, description="ALS L2 regularization.")
     alpha: float = Field(

@@ -6,12 +6,17 @@
     split.valid_from, the last at valid_from), and split.test_from, each at the start of its day
     (a probe exactly at a cut would read a newer version than its twin one microsecond earlier;
     the generic point-in-time check skips probes at midnight, as for calendar snapshots), then
-    the serving clock itself. Built when the registry lists int_features__representation (its
+    the serving clock itself; with `refresh_days`, also the start of every Nth day with a probe
+    (a nightly refresh). Built when the registry lists int_features__representation (its
     properties say so, with int_item_representations). -#}
 {%- set registry = unirank_registry() -%}
 {%- set settings = registry.representations -%}
 {%- set n = settings.train_versions %}
 with
+
+feature_probes as (
+    select * from {{ ref('int_feature_probes') }}
+),
 
 engagement_history as (
     select * from {{ ref('int_engagement_history') }}
@@ -42,9 +47,25 @@ cuts as (
     select as_of as cut_at from serving_clock
 ),
 
+scheduled_cuts as (
+    select cut_at from cuts
+    {% if settings.refresh_days -%}
+    union all
+    -- the refresh: the start of every Nth day (from the first cut) that has a probe
+    select probe_days.cut_at
+    from (
+        select distinct {{ dbt.date_trunc('day', 'requested_at') }} as cut_at
+        from feature_probes
+    ) as probe_days
+    cross join (select min(cut_at) as first_cut_at from cuts) as first_cut
+    where probe_days.cut_at > first_cut.first_cut_at
+        and {{ dbt.datediff('first_cut.first_cut_at', 'probe_days.cut_at', 'day') }} % {{ settings.refresh_days }} = 0
+    {%- endif %}
+),
+
 cuts_distinct as (
     select distinct cast(cut_at as {{ dbt.type_timestamp() }}) as cut_at
-    from cuts
+    from scheduled_cuts
 ),
 
 final as (
