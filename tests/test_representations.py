@@ -188,8 +188,11 @@ def test_the_representations_block_is_strict() -> None:
         parse_registry(_registry(representations={"dimension": 8}))
     with pytest.raises(RegistryError, match=r"representations\.dimensions"):
         parse_registry(_registry(representations={"dimensions": 1}))
+    with pytest.raises(RegistryError, match=r"representations\.refresh_days"):
+        parse_registry(_registry(representations={"refresh_days": 0}))
     registry = parse_registry(_registry(representations={"dimensions": 8, "train_versions": 2}))
     assert (registry.representations.dimensions, registry.representations.seed) == (8, 0)
+    assert registry.representations.refresh_days is None
 
 
 def test_canvases_with_the_feature_are_served_from_the_cache() -> None:
@@ -210,6 +213,7 @@ def test_canvases_with_the_feature_are_served_from_the_cache() -> None:
 # --- on a built project ----------------------------------------------------------------------
 
 FEATURES = [*DEFAULT_FEATURES, "int_features__representation"]
+REFRESH_DAYS = 3
 
 
 def test_a_spark_build_with_the_feature_stops_before_dbt(project_dir: Path, tmp_path: Path) -> None:
@@ -224,9 +228,11 @@ def test_a_spark_build_with_the_feature_stops_before_dbt(project_dir: Path, tmp_
 
 @pytest.fixture(scope="module")
 def represented(tmp_path_factory: pytest.TempPathFactory, project_dir: Path) -> Settings:
-    """The demo built with int_features__representation added to its features."""
+    """The demo built with int_features__representation added to its features, its vectors
+    refreshed every 3 days."""
     path = tmp_path_factory.mktemp("represented") / "demo.duckdb"
-    settings = load_settings(project_dir, {"features": FEATURES}, duckdb_path=path)
+    overrides = {"features": FEATURES, "representations": {"refresh_days": REFRESH_DAYS}}
+    settings = load_settings(project_dir, overrides, duckdb_path=path)
     run_dbt(settings, ["build"], echo=False)
     return settings
 
@@ -251,6 +257,20 @@ def test_built_feature_columns_are_cosines_or_the_default(represented: Settings)
     home = rows[rows["task_type"] == "home"]
     assert (home["source_item_similarity"] == REPRESENTATION_DEFAULT).all()
     assert (home["query_item_similarity"] == REPRESENTATION_DEFAULT).all()
+
+
+@pytest.mark.dbt
+def test_the_cuts_are_the_split_the_refresh_and_the_serving_clock(represented: Settings) -> None:
+    cuts = sorted(_frame(represented, "select cut_at from int_representation_versions")["cut_at"])
+    clock = _frame(represented, "select as_of from int_serving_clock")["as_of"].iloc[0]
+    split = represented.registry.split
+    assert cuts[-1] == clock
+    assert {pd.Timestamp(split.valid_from), pd.Timestamp(split.test_from)} <= set(cuts)
+    assert all(c == c.normalize() for c in cuts[:-1])  # at midnight: see the twin check
+    # 4 training cuts, test_from, the clock, and the refresh every 3 days in between
+    refreshed = [c for c in cuts[:-1] if (c - cuts[0]).days % REFRESH_DAYS == 0]
+    assert len(cuts) > 6
+    assert len(refreshed) >= (cuts[-2] - cuts[0]).days // REFRESH_DAYS
 
 
 @pytest.mark.dbt
