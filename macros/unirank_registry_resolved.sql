@@ -113,7 +113,7 @@
         {{ exceptions.raise_compiler_error(where ~ " column '" ~ column.name ~ "' is " ~ column.type ~ " but its default is " ~ column.default ~ "; give a default of the same type.") }}
       {%- endif -%}
     {%- endfor -%}
-    {%- do feature_models.append({'model': feature.model, 'columns': columns, 'canvases': feature.canvases, 'builtin': builtin is not none, 'grain': 'builtin' if builtin is not none else (feature.grain or 'request')}) -%}
+    {%- do feature_models.append({'model': feature.model, 'columns': columns, 'canvases': feature.canvases, 'builtin': builtin is not none, 'grain': ('request' if builtin[0].grain == 'request' else 'builtin') if builtin is not none else (feature.grain or 'request')}) -%}
   {%- endfor -%}
 
   {#- ranker.registry._check_online: a canvas declared to score online uses only features online scoring computes. -#}

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from ranker.config import read_project
 from ranker.registry import (
     BUILTIN_FEATURES,
+    OPT_IN_FEATURES,
     REGISTRY_VAR,
     Registry,
     RegistryError,
@@ -336,10 +337,15 @@ def test_drift_checks_leave_out_counts_that_grow_by_construction(
         )
 
 
-def test_features_default_to_every_builtin(demo_registry: dict[str, Any]) -> None:
+def test_features_default_to_every_builtin_but_the_opt_in_ones(
+    demo_registry: dict[str, Any],
+) -> None:
     raw = copy.deepcopy(demo_registry)
     del raw["features"]
-    assert [f.model for f in parse_registry(raw).features] == list(BUILTIN_FEATURES)
+    assert [f.model for f in parse_registry(raw).features] == [
+        m for m in BUILTIN_FEATURES if m not in OPT_IN_FEATURES
+    ]
+    assert OPT_IN_FEATURES == ("int_features__representation",)
 
 
 def test_generated_files_are_current(project_dir: Path) -> None:
