@@ -49,12 +49,17 @@ bench: $(DEV)
 	$(BIN)/pip install --quiet -e '.[dev,spark,bench]'
 	$(BIN)/python benchmarks/dbt_build.py
 
-# Unified vs per-canvas models on the demo and the example projects (../shared/data): ~30 min.
+# Unified vs per-canvas models on the demo and the example projects (../shared/data), then the
+# cross-learning studies (learning curves, canvas weights, stratification, imputation,
+# representations): ~2.5 hours.
 quality: $(DEV)
 	$(BIN)/pip install --quiet -e '.[dev,spark,bench]'
 	$(BIN)/python benchmarks/quality.py
 	$(BIN)/python benchmarks/learning_curve.py
 	$(BIN)/python benchmarks/weighting.py
+	$(BIN)/python benchmarks/stratification.py
+	$(BIN)/python benchmarks/imputation.py
+	$(BIN)/python benchmarks/representations.py
 
 clean:
 	rm -rf target logs warehouse data/generated* artifacts reports .pytest_cache

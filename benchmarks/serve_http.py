@@ -147,7 +147,7 @@ def candidates_per_context(space: Workspace) -> dict[str, int]:
     counts = []
     for number, (canvas, context) in enumerate(online_contexts(space)):
         values = {k: v.replace("NNN", str(number)) for k, v in context.items()}
-        full = scorer.full_context(settings.registry.canvas(canvas), values)
+        full = scorer.full_context(tables, settings.registry.canvas(canvas), values)
         counts.append(len(scorer.candidates(tables, settings.registry.canvas(canvas), full)))
     counts.sort()
     return {"min": counts[0], "median": counts[len(counts) // 2], "max": counts[-1]}

@@ -1,8 +1,9 @@
 {% macro serving_contexts() %}
   {#- The body of int_serving_contexts: per registry canvas with a `serving` entry, the contexts
       to precompute - values of its serving key seen in at least `min_requests` requests over the
-      lookback window - with the `carry` columns from the key's latest request and every other
-      context column at its sentinel. -#}
+      lookback window - with the `carry` columns from the key's latest request, the columns its
+      `impute` rules fill (as of the serving clock) and every other context column at its
+      sentinel. -#}
   {%- set registry = unirank.unirank_registry() -%}
   {%- set canvases = registry.canvases | selectattr('serving') | list -%}
   {%- if canvases | length == 0 -%}
@@ -68,7 +69,7 @@ contexts_unioned as (
     {% endfor %}
 ),
 
-final as (
+contexts_timed as (
     select
         {{ dbt.concat(["'serve|'", 'contexts_unioned.task_type', "'|'", 'contexts_unioned.context_key']) }} as request_id,
         contexts_unioned.*,
@@ -76,6 +77,11 @@ final as (
     from contexts_unioned
     cross join serving_clock
     where contexts_unioned.context_key <> ''
+),
+
+final as (
+    -- a canvas's registry `impute` rules fill context columns it lacks, as in training
+    {{ unirank.impute_context('contexts_timed', ['context_key', 'n_requests', 'requested_at']) }}
 )
 
 select * from final

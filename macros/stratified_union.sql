@@ -1,6 +1,7 @@
 {% macro stratified_union() %}
   {#- The unified labels: every registry canvas's label model, UNION ALL'd with all context columns
-      COALESCEd to their sentinels and a task_type column, then stratified by request (a request's
+      COALESCEd to their sentinels (or imputed, macro impute_context) and a task_type column,
+      then stratified by request (a request's
       candidates are kept or dropped together) and split by request time.
 
       Selection is deterministic: within a canvas, requests are ordered by md5(request_id || seed)
@@ -37,7 +38,7 @@ with
 ),
 {% endfor %}
 
-labels_unioned as (
+labels_given as (
     {% for canvas in canvases %}
     select
         cast(request_id as {{ dbt.type_string() }}) as request_id,
@@ -55,6 +56,11 @@ labels_unioned as (
     from {{ canvas.name }}_labels
     {% if not loop.last %}union all{% endif %}
     {% endfor %}
+),
+
+labels_unioned as (
+    -- a canvas's registry `impute` rules fill context columns it lacks (point-in-time)
+    {{ unirank.impute_context('labels_given', ['item_id', 'label', 'requested_at']) }}
 ),
 
 {% if no_engaged -%}

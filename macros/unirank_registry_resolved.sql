@@ -9,6 +9,11 @@
       'coengagement': ['source_item_id'],
       'title_match': ['query_text'],
       'user_categories': ['user_id']} -%}
+  {%- set impute_needs = {
+      'source_item_title': 'source_item_id',
+      'source_item_category': 'source_item_id',
+      'category_name': 'category',
+      'user_top_category': 'user_id'} -%}
   {%- set reserved = ['request_id', 'item_id', 'task_type', 'split', 'label', 'requested_at', 'requested_at_us', 'is_serving', 'context_key', 'candidate_source', 'candidate_rank', 'served_as_of', 'dbt_invocation_id'] -%}
   {%- set context_names = registry.context_columns | map(attribute='name') | list -%}
   {%- set canvas_names = registry.canvases | map(attribute='name') | list -%}
@@ -29,6 +34,24 @@
     {%- endfor -%}
     {%- for name in canvas.required_context if name not in canvas.context_columns -%}
       {{ exceptions.raise_compiler_error(where ~ " requires context column '" ~ name ~ "' but does not list it in its context_columns.") }}
+    {%- endfor -%}
+    {%- set imputed = [] -%}
+    {%- for imputation in canvas.impute -%}
+      {%- set column = imputation.column -%}
+      {%- set needs = impute_needs[imputation.rule] -%}
+      {%- if column not in context_names -%}
+        {{ exceptions.raise_compiler_error(where ~ " imputes unknown context column '" ~ column ~ "'; declare it under context_columns or use one of " ~ context_names ~ ".") }}
+      {%- elif column in canvas.context_columns -%}
+        {{ exceptions.raise_compiler_error(where ~ " imputes '" ~ column ~ "', which it fills itself; impute only a column the canvas lacks.") }}
+      {%- elif column in imputed -%}
+        {{ exceptions.raise_compiler_error(where ~ " imputes '" ~ column ~ "' twice; keep one rule per column.") }}
+      {%- elif needs not in canvas.context_columns -%}
+        {{ exceptions.raise_compiler_error(where ~ " imputes '" ~ column ~ "' with " ~ imputation.rule ~ ", which reads '" ~ needs ~ "'; the canvas does not fill it.") }}
+      {%- endif -%}
+      {%- for declared in registry.context_columns if declared.name == column and declared.type != 'string' -%}
+        {{ exceptions.raise_compiler_error(where ~ " imputes '" ~ column ~ "' with " ~ imputation.rule ~ ", a text value, but '" ~ column ~ "' is " ~ declared.type ~ "; impute only string context columns.") }}
+      {%- endfor -%}
+      {%- do imputed.append(column) -%}
     {%- endfor -%}
     {%- if canvas.serving is not none -%}
       {%- if canvas.serving.key not in canvas.context_columns -%}
@@ -90,7 +113,7 @@
         {{ exceptions.raise_compiler_error(where ~ " column '" ~ column.name ~ "' is " ~ column.type ~ " but its default is " ~ column.default ~ "; give a default of the same type.") }}
       {%- endif -%}
     {%- endfor -%}
-    {%- do feature_models.append({'model': feature.model, 'columns': columns, 'canvases': feature.canvases, 'builtin': builtin is not none, 'grain': 'builtin' if builtin is not none else (feature.grain or 'request')}) -%}
+    {%- do feature_models.append({'model': feature.model, 'columns': columns, 'canvases': feature.canvases, 'builtin': builtin is not none, 'grain': ('request' if builtin[0].grain == 'request' else 'builtin') if builtin is not none else (feature.grain or 'request')}) -%}
   {%- endfor -%}
 
   {#- ranker.registry._check_online: a canvas declared to score online uses only features online scoring computes. -#}

@@ -23,7 +23,7 @@ from typing import Any
 from ranker.config import Settings
 from ranker.errors import UnirankError
 from ranker.profiles import load_target, profiles_dir, target_environment
-from ranker.registry import REGISTRY_VAR, Registry
+from ranker.registry import REGISTRY_VAR, REPRESENTATION_MODEL, Registry
 from ranker.warehouse_publish import aside_path, failed_path, publishing
 
 logger = logging.getLogger(__name__)
@@ -104,6 +104,12 @@ def run_dbt(
         from ranker.spark import require_pyspark
 
         require_pyspark()
+        if REPRESENTATION_MODEL in {f.model for f in settings.registry.feature_models}:
+            # its item vectors are learned in a dbt Python model (int_item_representations)
+            raise BuildError(
+                f"feature model {REPRESENTATION_MODEL} needs the DuckDB target: dbt-spark's "
+                "session method runs no Python models; drop it from `features` on Spark"
+            )
     if not (echo and sys.stderr.isatty()):
         env["DBT_USE_COLORS"] = "false"
     if list(args[:1]) != ["deps"] and needs_packages(settings.project_dir):

@@ -42,6 +42,7 @@ class _CatalogueItem:
     category: str | None
     available_countries: str | None
     recent_engagements: Any
+    title: str | None = None
 
 
 @dataclass(frozen=True)
@@ -155,9 +156,10 @@ class CacheReader:
     def catalogue(self) -> dict[str, _CatalogueItem]:
         if self._catalogue is None:
             rows = self.connection.execute(
-                "select item_id, category, available_countries, recent_engagements from item_catalogue"
+                "select item_id, category, available_countries, recent_engagements, title "
+                "from item_catalogue"
             ).fetchall()
-            self._catalogue = {str(r[0]): _CatalogueItem(r[1], r[2], r[3]) for r in rows}
+            self._catalogue = {str(r[0]): _CatalogueItem(r[1], r[2], r[3], r[4]) for r in rows}
         return self._catalogue
 
     def title_words(self) -> dict[str, list[str]]:

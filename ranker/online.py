@@ -160,7 +160,7 @@ class OnlineScorer:
                 raise OverBudget
 
         version, model, features, cat_indices = loaded
-        full = self.full_context(canvas, context)
+        full = self.full_context(tables, canvas, context)
         found = self.candidates(tables, canvas, full)
         if not found:
             return Scored((), version)
@@ -260,13 +260,44 @@ class OnlineScorer:
 
     # --- candidates ----------------------------------------------------------------------------
 
-    def full_context(self, canvas: Canvas, context: Mapping[str, str]) -> dict[str, Any]:
-        """Every registry context column: the request's value, or the column's sentinel."""
+    def full_context(
+        self, tables: OnlineTables, canvas: Canvas, context: Mapping[str, str]
+    ) -> dict[str, Any]:
+        """Every registry context column: the request's value, the value the canvas's `impute`
+        rules give a column it lacks (macro impute_context, as of the serving clock), or the
+        column's sentinel."""
         full: dict[str, Any] = {}
         for column in self.registry.context_columns:
             value = context.get(column.name) if column.name in canvas.context_columns else None
             full[column.name] = column.sentinel if value is None else value
+        for imputation in canvas.impute:
+            imputed = self._imputed(tables, imputation.rule, full)
+            # sentinel_coalesce: the value trimmed of spaces; blank or none keeps the sentinel
+            text = None if imputed is None else str(imputed).strip(" ")
+            if text:
+                full[imputation.column] = text
         return full
+
+    def _imputed(self, tables: OnlineTables, rule: str, context: Mapping[str, Any]) -> Any:
+        """One `impute` rule's value for a request (None: no value), as macro impute_context."""
+        registry = self.registry
+        if rule in ("source_item_title", "source_item_category"):
+            item = tables.catalogue.get(str(context["source_item_id"]))
+            if item is None:
+                return None
+            return item.title if rule == "source_item_title" else item.category
+        if rule == "category_name":
+            category = context["category"]
+            return None if category == registry.sentinel("category") else category
+        if rule == "user_top_category":
+            user = str(context["user_id"])
+            if user == str(registry.sentinel("user_id")):
+                return None
+            counts = [
+                (c, n) for c, n in tables.user_categories.get(user, {}).items() if c is not None
+            ]
+            return min(counts, key=lambda pair: (-pair[1], pair[0]))[0] if counts else None
+        raise ValueError(f"unknown impute rule {rule!r}")
 
     def candidates(
         self, tables: OnlineTables, canvas: Canvas, context: Mapping[str, Any]

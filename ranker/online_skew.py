@@ -96,7 +96,7 @@ def skew(
                 contexts += 1
                 candidates += len(frame)
                 context = {c: str(frame.iloc[0][c]) for c in canvas.context_columns}
-                full = scorer.full_context(canvas, context)
+                full = scorer.full_context(tables, canvas, context)
                 online_found = scorer.candidates(tables, canvas, full)
                 batch_found = list(zip(frame["item_id"], frame["candidate_source"], strict=True))
                 if online_found != batch_found:

@@ -51,6 +51,18 @@ SOURCE_NEEDS: dict[str, tuple[str, ...]] = {
     "title_match": ("query_text",),
     "user_categories": ("user_id",),
 }
+# How a canvas may fill a context column it lacks, instead of the sentinel (registry `impute`),
+# and the context column each rule reads: the source item's title or category, the browsed
+# category's own value, the user's most engaged category strictly before the request.
+ImputeRule = Literal[
+    "source_item_title", "source_item_category", "category_name", "user_top_category"
+]
+IMPUTE_NEEDS: dict[str, str] = {
+    "source_item_title": "source_item_id",
+    "source_item_category": "source_item_id",
+    "category_name": "category",
+    "user_top_category": "user_id",
+}
 ServingMode = Literal["cache_only", "cache_then_online", "online"]
 ValueType = Literal["string", "int", "float"]
 SQL_TYPES = {"string": "string", "int": "bigint", "float": "double"}
@@ -150,6 +162,16 @@ class CanvasServing(Strict):
     )
 
 
+class Imputation(Strict):
+    column: Identifier = Field(description="The context column the canvas does not fill.")
+    rule: ImputeRule = Field(
+        description="Where its value comes from: source_item_title, source_item_category (the "
+        "source item's title or category), category_name (the browsed category itself), "
+        "user_top_category (the user's most engaged category strictly before the request; "
+        "ties: the smallest name). No value: the sentinel."
+    )
+
+
 class Canvas(Strict):
     name: Identifier
     label_model: str
@@ -164,6 +186,12 @@ class Canvas(Strict):
         default=False,
         description="Drop items the user engaged with before the request, in training rows and "
         "in serving.",
+    )
+    impute: tuple[Imputation, ...] = Field(
+        default=(),
+        description="Context columns the canvas does not fill, filled from a related value "
+        "instead of the sentinel, point-in-time, the same way in training, batch serving and "
+        "online serving.",
     )
     serving: CanvasServing | None = None
 
@@ -325,6 +353,42 @@ class FeatureChecks(Strict):
     )
 
 
+class Representations(Strict):
+    """Item representations learned from every canvas's engagements, for the built-in feature
+    model ``int_features__representation`` (docs/training.md#representations): implicit's ALS,
+    one version per cut, each learned only from engagements strictly before its cut."""
+
+    dimensions: int = Field(
+        default=32, ge=2, le=256, description="Length of each item vector (ALS factors)."
+    )
+    train_versions: int = Field(
+        default=4,
+        ge=1,
+        le=100,
+        description="Versions learned over the training span: cuts evenly spaced from the first "
+        "engagement to split.valid_from (the last at valid_from), each at the start of its day; "
+        "split.test_from and the serving clock are cuts too. A probe uses the latest version "
+        "whose cut is at or before its time.",
+    )
+    refresh_days: int | None = Field(
+        default=None,
+        ge=1,
+        description="Also cut at the start of every Nth day (counted from the first cut) on "
+        "which a request or serving probe falls: a refresh every N days, as a nightly job would "
+        "do (1 = daily), so a probe reads vectors at most N days old. null = only the cuts "
+        "above.",
+    )
+    iterations: int = Field(default=15, ge=1, le=1000, description="ALS iterations.")
+    regularization: float = Field(default=0.05, gt=0, description="ALS L2 regularization.")
+    alpha: float = Field(
+        default=1.0,
+        gt=0,
+        description="ALS confidence per engagement: a (user, item) pair engaged n times weighs "
+        "1 + alpha * n.",
+    )
+    seed: int = Field(default=0, ge=0, description="ALS random_state (one thread: reproducible).")
+
+
 @dataclass(frozen=True)
 class BuiltinColumn:
     name: str
@@ -335,6 +399,10 @@ class BuiltinColumn:
     drift: bool = True  # False: a count that grows by construction (see FeatureColumn.drift)
 
 
+# A cosine lies in [-1, 1]: the representation features' default (no vector, no history, no
+# context) lies outside it, so the model can tell "unknown" from "orthogonal".
+REPRESENTATION_DEFAULT = -2.0
+REPRESENTATION_MODEL = "int_features__representation"
 # The feature models unirank ships (models/intermediate/features/). A column whose `needs` names
 # context columns the project does not declare is left out of that project's features.
 BUILTIN_FEATURES: dict[str, tuple[BuiltinColumn, ...]] = {
@@ -438,8 +506,36 @@ BUILTIN_FEATURES: dict[str, tuple[BuiltinColumn, ...]] = {
             ("country",),
         ),
     ),
+    REPRESENTATION_MODEL: (
+        BuiltinColumn(
+            "user_item_similarity",
+            "float",
+            REPRESENTATION_DEFAULT,
+            "Cosine of the candidate's vector and the user's (the sum of the vectors of the items "
+            "the user engaged with strictly before the request), both of the probe's version.",
+            ("user_id",),
+        ),
+        BuiltinColumn(
+            "source_item_similarity",
+            "float",
+            REPRESENTATION_DEFAULT,
+            "Cosine of the source item's vector and the candidate's.",
+            ("source_item_id",),
+        ),
+        BuiltinColumn(
+            "query_item_similarity",
+            "float",
+            REPRESENTATION_DEFAULT,
+            "Cosine of the query's vector (the vectors of the items whose titles hold the "
+            "query's words, weighted by the share matched) and the candidate's.",
+            ("query_text",),
+        ),
+    ),
 }
-DEFAULT_FEATURES: tuple[str, ...] = tuple(BUILTIN_FEATURES)
+# Built-in feature models a project adds by name; the others are the default `features`. The
+# representations learn with ALS at build time (int_item_representations, a Python model).
+OPT_IN_FEATURES: tuple[str, ...] = (REPRESENTATION_MODEL,)
+DEFAULT_FEATURES: tuple[str, ...] = tuple(m for m in BUILTIN_FEATURES if m not in OPT_IN_FEATURES)
 # What each built-in feature model's values depend on, for online scoring (ranker.online):
 # `item` ones are read from the latest probes (the same SQL at the serving clock), `context`
 # ones are evaluated at request time from per-entity latest tables (skew-checked against SQL).
@@ -449,6 +545,8 @@ BUILTIN_GRAIN: dict[str, str] = {
     "int_features__user_history": "context",
     "int_features__coengagement": "context",
     "int_features__context_match": "context",
+    # a user's, source item's or query's vector at the request: served from the cache
+    REPRESENTATION_MODEL: "request",
 }
 # Columns every probe and mart row has; a feature column may not reuse these names.
 RESERVED_COLUMNS = (
@@ -486,6 +584,7 @@ class Registry(Strict):
     monitoring: Monitoring = Monitoring()
     negative_sampling: NegativeSampling = NegativeSampling()
     feature_checks: FeatureChecks = FeatureChecks()
+    representations: Representations = Representations()
     coengagement_lags: int = Field(default=3, ge=1)
     category_rank_grain: Literal["day", "week", "month"] = "day"
     quarantine_max_share: float = Field(default=0.01, ge=0, le=1)
@@ -644,6 +743,7 @@ def _check_consistency(registry: Registry) -> None:
                     f"{where} requires context column '{column}' but does not list it in its "
                     "context_columns"
                 )
+        _check_imputations(registry, canvas)
         serving = canvas.serving
         if serving is None:
             continue
@@ -711,6 +811,39 @@ def _check_consistency(registry: Registry) -> None:
                 )
             taken.add(feature_column.name)
             _check_default(feature_column, where)
+
+
+def _check_imputations(registry: Registry, canvas: Canvas) -> None:
+    where = f"canvas '{canvas.name}'"
+    names = registry.context_names
+    seen: set[str] = set()
+    for imputation in canvas.impute:
+        column, rule = imputation.column, imputation.rule
+        if column not in names:
+            raise ValueError(
+                f"{where} imputes unknown context column '{column}'; declare it under "
+                f"context_columns or use one of {list(names)}"
+            )
+        if column in canvas.context_columns:
+            raise ValueError(
+                f"{where} imputes '{column}', which it fills itself; impute only a column the "
+                "canvas lacks"
+            )
+        if column in seen:
+            raise ValueError(f"{where} imputes '{column}' twice; keep one rule per column")
+        seen.add(column)
+        needs = IMPUTE_NEEDS[rule]
+        if needs not in canvas.context_columns:
+            raise ValueError(
+                f"{where} imputes '{column}' with {rule}, which reads '{needs}'; the canvas does "
+                "not fill it"
+            )
+        declared = next(c for c in registry.context_columns if c.name == column)
+        if declared.type != "string":
+            raise ValueError(
+                f"{where} imputes '{column}' with {rule}, a text value, but '{column}' is "
+                f"{declared.type}; impute only string context columns"
+            )
 
 
 def _check_online(registry: Registry) -> None:
@@ -949,6 +1082,7 @@ def builtin_spec() -> dict[str, list[dict[str, Any]]]:
                 "default": c.default,
                 "description": c.description,
                 "needs": list(c.needs),
+                "grain": BUILTIN_GRAIN[model],
             }
             for c in columns
         ]

@@ -33,7 +33,7 @@ import pandas as pd
 from catboost import CatBoostError, CatBoostRanker, Pool
 from pydantic import ValidationError
 
-from ranker import artifacts, drift, evaluate, promotion, warehouse
+from ranker import artifacts, drift, evaluate, promotion, representations, warehouse
 from ranker.config import Settings
 from ranker.dataset import MART, RankingData, load_ranking_data
 from ranker.errors import UnirankError
@@ -563,6 +563,7 @@ def _train_and_evaluate(
     metadata = _metadata(
         settings, data, params, unified, fitted, evaluations, importance, timings, notes, version
     )
+    metadata["representations"] = representations.versions_fingerprint(settings)
     metadata["evaluated_on"] = evaluate_on
     metadata["warehouse_published_at"] = trained_on
     decision = promotion.decide(

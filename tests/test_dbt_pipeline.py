@@ -79,7 +79,12 @@ def test_canvas_specific_features_default_outside_their_canvas(demo_warehouse: S
         """,
     )
     by_canvas = {r[0]: r[1:] for r in rows}
-    assert by_canvas["home"] == (-1.0, -1.0, -1, -1, -1, -1)
+    assert by_canvas["home"][:4] == (-1.0, -1.0, -1, -1)
+    # home has no browsed category, but imputes the user's top one (registry `impute`): users
+    # without history keep the sentinel (-1), the others match some candidates (1)
+    assert by_canvas["home"][4:] == (-1, 1)
+    # related has no query, but imputes its source item's title
+    assert by_canvas["related"][1] > 0
     assert by_canvas["search"][0] >= 0 and by_canvas["search"][1] > 0
     assert by_canvas["related"][2] >= 0 and by_canvas["related"][3] > 0
     assert by_canvas["category"][4] == 0 and by_canvas["category"][5] == 1
@@ -168,7 +173,7 @@ def test_union_unit_tests_keep_their_vars_under_command_line_vars(
     result = run_dbt(
         settings, ["test", "--select", "int_labels_unioned,test_type:unit"], echo=False
     )
-    assert result.output.count(" PASS int_labels_unioned::union_") == 6, result.output
+    assert result.output.count(" PASS int_labels_unioned::union_") == 7, result.output
     alone = _dbt(
         demo_warehouse.project_dir,
         warehouse_copy,
@@ -178,7 +183,7 @@ def test_union_unit_tests_keep_their_vars_under_command_line_vars(
         "--vars",
         json.dumps(overrides),
     )
-    assert alone.stdout.count(" PASS int_labels_unioned::union_") == 6, alone.stdout
+    assert alone.stdout.count(" PASS int_labels_unioned::union_") == 7, alone.stdout
 
 
 def _misspelt(registry: dict[str, Any], change: str) -> dict[str, Any]:
@@ -198,6 +203,8 @@ def _misspelt(registry: dict[str, Any], change: str) -> dict[str, Any]:
         registry["canvases"][1]["context_columns"] = ["query_txt", "user_id"]
     elif change == "knob":
         registry["canvases"][0]["serving"]["max_k"] = 5
+    elif change == "impute":
+        registry["canvases"][1]["impute"] = [{"column": "category", "rule": "source_item_title"}]
     elif change == "online":
         registry["canvases"][0]["serving"]["mode"] = "online"
         registry["features"].append(
@@ -228,6 +235,11 @@ def _misspelt(registry: dict[str, Any], change: str) -> dict[str, Any]:
         ("type", "vars.unirank.canvases[home].weight is -2"),
         ("reference", "canvas 'search' names unknown context column 'query_txt'"),
         ("knob", "canvas 'home' serving max_k=5 is below its k=20"),
+        (
+            "impute",
+            "canvas 'search' imputes 'category' with source_item_title, which reads "
+            "'source_item_id'; the canvas does not fill it",
+        ),
         (
             "online",
             "canvas 'home' serving mode online scores at request time, but feature model "

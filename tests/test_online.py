@@ -319,3 +319,41 @@ def test_cli_check_online_reports_agreement_and_lists_differences(
     differed = CliRunner().invoke(app, command)
     assert differed.exit_code == 1
     assert "category_match is 1 in batch, 0 online" in " ".join(differed.output.split())
+
+
+def test_online_imputes_a_missing_context_as_batch_serving_does(served_project: Settings) -> None:
+    """The registry's `impute` rules give a served context, online, the values the SQL gave it
+    at the serving clock (int_serving_contexts): home's category is the user's top category,
+    related's query the source item's title. (category_name, which the demo does not declare,
+    is the category itself: a dbt unit test pins the SQL, the last lines here the online rule.)"""
+    registry = served_project.registry
+    imputing = [c for c in registry.canvases if c.impute and c.serving is not None]
+    assert {c.name for c in imputing} == {"home", "related"}
+    scorer = OnlineScorer(served_project)
+    _, _, features, _ = scorer.model()
+    tables = scorer.tables(current_reader(served_project), features)
+    warehouse = duckdb.connect(str(served_project.duckdb_path), read_only=True)
+    try:
+        for canvas in imputing:
+            columns = [i.column for i in canvas.impute]
+            contexts = warehouse.execute(
+                f"select {', '.join([*canvas.context_columns, *columns])} "
+                "from int_serving_contexts where task_type = ? order by context_key",
+                [canvas.name],
+            ).fetchall()
+            filled = 0
+            for row in contexts:
+                given = dict(zip(canvas.context_columns, map(str, row), strict=False))
+                expected = dict(zip(columns, row[len(canvas.context_columns) :], strict=True))
+                online = scorer.full_context(tables, canvas, given)
+                assert {c: online[c] for c in columns} == expected, (canvas.name, given)
+                filled += any(v != registry.sentinel(c) for c, v in expected.items())
+            assert filled > len(contexts) // 2, f"{canvas.name}: the rules filled too little"
+    finally:
+        warehouse.close()
+    page = registry.canvas("category")
+    named = type(page).model_validate(
+        {**page.model_dump(), "impute": [{"column": "query_text", "rule": "category_name"}]}
+    )
+    assert scorer.full_context(tables, named, {"category": "jazz"})["query_text"] == "jazz"
+    assert scorer.full_context(tables, named, {})["query_text"] == registry.sentinel("query_text")

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from ranker.config import read_project
 from ranker.registry import (
     BUILTIN_FEATURES,
+    OPT_IN_FEATURES,
     REGISTRY_VAR,
     Registry,
     RegistryError,
@@ -153,6 +154,32 @@ def test_demo_registry_parses_with_defaults(demo_registry: dict[str, Any]) -> No
             "canvases.2.serving.max_k",
             3,
             "canvas 'related' serving max_k=3 is below its k=10",
+        ),
+        (
+            "canvases.0.impute",
+            [{"column": "country", "rule": "user_top_category"}],
+            "canvas 'home' imputes 'country', which it fills itself",
+        ),
+        (
+            "canvases.0.impute",
+            [{"column": "genre", "rule": "user_top_category"}],
+            "canvas 'home' imputes unknown context column 'genre'",
+        ),
+        (
+            "canvases.1.impute",
+            [{"column": "category", "rule": "source_item_category"}],
+            "canvas 'search' imputes 'category' with source_item_category, which reads "
+            "'source_item_id'; the canvas does not fill it",
+        ),
+        (
+            "canvases.0.impute",
+            [{"column": "category", "rule": "user_top_category"}] * 2,
+            "canvas 'home' imputes 'category' twice",
+        ),
+        (
+            "canvases.0.impute.0.rule",
+            "user_favourite",
+            "canvases[home].impute[0].rule",
         ),
         (
             "features.0",
@@ -310,10 +337,15 @@ def test_drift_checks_leave_out_counts_that_grow_by_construction(
         )
 
 
-def test_features_default_to_every_builtin(demo_registry: dict[str, Any]) -> None:
+def test_features_default_to_every_builtin_but_the_opt_in_ones(
+    demo_registry: dict[str, Any],
+) -> None:
     raw = copy.deepcopy(demo_registry)
     del raw["features"]
-    assert [f.model for f in parse_registry(raw).features] == list(BUILTIN_FEATURES)
+    assert [f.model for f in parse_registry(raw).features] == [
+        m for m in BUILTIN_FEATURES if m not in OPT_IN_FEATURES
+    ]
+    assert OPT_IN_FEATURES == ("int_features__representation",)
 
 
 def test_generated_files_are_current(project_dir: Path) -> None:

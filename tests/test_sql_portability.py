@@ -19,6 +19,7 @@ from sqlglot.errors import ParseError, UnsupportedError
 
 from ranker.build import run_dbt
 from ranker.config import Settings, load_settings
+from ranker.registry import DEFAULT_FEATURES, OPT_IN_FEATURES
 
 pytestmark = pytest.mark.dbt
 
@@ -66,7 +67,9 @@ def _compile(settings: Settings, target_path: Path) -> dict[str, str]:
     return {
         node["name"]: node["compiled_code"]
         for node in manifest["nodes"].values()
-        if node["resource_type"] in ("model", "test") and node.get("compiled_code")
+        if node["resource_type"] in ("model", "test")
+        and node.get("compiled_code")
+        and node.get("language", "sql") == "sql"  # a Python model (ALS) is not SQL to lint
     }
 
 
@@ -90,6 +93,14 @@ def compiled_nodes(project_dir: Path, tmp_path_factory: pytest.TempPathFactory) 
                 nodes[name] = sql
             elif nodes[name] != sql:
                 nodes[f"{name}@{settings.project_name}"] = sql
+    # the opt-in built-in feature models no project lists: compiled with the demo's registry
+    optin = {"features": [*DEFAULT_FEATURES, *OPT_IN_FEATURES]}
+    settings = load_settings(project_dir, optin, duckdb_path=base / "opt-in.duckdb")
+    for name, sql in _compile(settings, base / "target-opt-in").items():
+        if name not in nodes:
+            nodes[name] = sql
+        elif nodes[name] != sql:
+            nodes[f"{name}@opt-in"] = sql
     return nodes
 
 

@@ -1,12 +1,13 @@
 {% test registry_sentinels(model) %}
   {#- Sentinel invariants from the registry, per canvas and context column: a column the canvas
-      does not fill always holds the sentinel; a column the canvas requires never does; no context
+      neither fills nor imputes (`impute`) always holds the sentinel; a column the canvas requires never does; no context
       column is ever NULL. Fails with one row per (canvas, column, problem). -#}
   {%- set registry = unirank.unirank_registry() -%}
   {%- set checks = [] -%}
   {%- for canvas in registry.canvases -%}
+    {%- set imputed = canvas.impute | map(attribute='column') | list -%}
     {%- for column in registry.context_columns -%}
-      {%- if column.name not in canvas.context_columns -%}
+      {%- if column.name not in canvas.context_columns and column.name not in imputed -%}
         {%- do checks.append((canvas.name, column, 'must be the sentinel', column.name ~ ' <> ' ~ unirank.sentinel_literal(column))) -%}
       {%- elif column.name in canvas.get('required_context', []) -%}
         {%- do checks.append((canvas.name, column, 'must not be the sentinel', column.name ~ ' = ' ~ unirank.sentinel_literal(column))) -%}
