@@ -37,12 +37,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from quality import DATA_DIRS, PROJECTS  # noqa: E402
+from quality import DATA_DIRS, PROJECTS, paired_ndcg  # noqa: E402
 
 from ranker.build import run_dbt  # noqa: E402
 from ranker.config import load_settings  # noqa: E402
 from ranker.dataset import load_ranking_data  # noqa: E402
-from ranker.evaluate import HEADLINE_METRIC, compare_models  # noqa: E402
 from ranker.train import TrainParams, fit_ranker  # noqa: E402
 
 DATASETS = ("demo", "movielens", "diginetica")
@@ -135,22 +134,14 @@ def compare(name: str, scored: dict[str, pd.DataFrame], seed: int) -> dict[str, 
             part = without[mine]
             cell: dict[str, Any] = {"requests": int(part["request_id"].nunique())}
             for model in ("unified", "bespoke"):
-                evaluation = compare_models(
+                _, ndcg, versus = paired_ndcg(
                     canvas,
-                    part["label"].to_numpy(dtype=float),
-                    part["request_id"].to_numpy(),
+                    part,
                     {"without": part[model].to_numpy(), "with": with_.loc[mine, model].to_numpy()},
-                    reference="without",
-                    seed=seed,
+                    "without",
+                    seed,
                 )
-                delta = evaluation.deltas["with"][HEADLINE_METRIC]  # without minus with: flip
-                cell[model] = {
-                    "without": evaluation.models["without"].metrics[HEADLINE_METRIC].value,
-                    "with": evaluation.models["with"].metrics[HEADLINE_METRIC].value,
-                    "delta": -delta.value,
-                    "low": -delta.high,
-                    "high": -delta.low,
-                }
+                cell[model] = {"without": ndcg["without"], "with": ndcg["with"], **versus["with"]}
             found.setdefault(split, {})[canvas] = cell
     return found
 

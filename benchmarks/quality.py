@@ -32,6 +32,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -41,6 +43,7 @@ from peers import LIGHTGBM_PARAMS, lightgbm_lambdarank  # noqa: E402
 from ranker.build import run_dbt  # noqa: E402
 from ranker.config import load_settings  # noqa: E402
 from ranker.dataset import mart_summary  # noqa: E402
+from ranker.evaluate import HEADLINE_METRIC, compare_models  # noqa: E402
 from ranker.train import (  # noqa: E402
     TrainParams,
     evaluation_to_dict,
@@ -105,6 +108,32 @@ def built_settings(name: str) -> Any:
     if not settings.duckdb_path.exists():
         run_dbt(settings, ["build"], echo=False)
     return settings
+
+
+def paired_ndcg(
+    canvas: str, rows: pd.DataFrame, scores: dict[str, Any], reference: str, seed: int
+) -> tuple[int, dict[str, float], dict[str, dict[str, float]]]:
+    """The studies' comparison on one canvas's ``rows``: its requests, each scored model's NDCG@10
+    and each one minus ``reference`` with the paired 95% interval (``delta``, ``low``, ``high``)."""
+    evaluation = compare_models(
+        canvas,
+        rows["label"].to_numpy(dtype=float),
+        rows["request_id"].to_numpy(),
+        scores,
+        reference=reference,
+        seed=seed,
+    )
+    ndcg = {k: m.metrics[HEADLINE_METRIC].value for k, m in evaluation.models.items()}
+    # compare_models gives the reference minus each model: flip to read model minus reference
+    versus = {
+        k: {
+            "delta": -d[HEADLINE_METRIC].value,
+            "low": -d[HEADLINE_METRIC].high,
+            "high": -d[HEADLINE_METRIC].low,
+        }
+        for k, d in evaluation.deltas.items()
+    }
+    return evaluation.n_requests, ndcg, versus
 
 
 def run_dataset(name: str, threads: int) -> dict[str, Any]:

@@ -40,10 +40,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from quality import DATA_DIRS, built_settings  # noqa: E402
+from quality import DATA_DIRS, built_settings, paired_ndcg  # noqa: E402
 
 from ranker.dataset import load_ranking_data  # noqa: E402
-from ranker.evaluate import HEADLINE_METRIC, compare_models  # noqa: E402
 from ranker.registry import Stratification  # noqa: E402
 from ranker.train import TrainParams, fit_ranker  # noqa: E402
 
@@ -76,27 +75,10 @@ def evaluate(rows: pd.DataFrame, scores: dict[str, Any], seed: int) -> dict[str,
     for canvas in sorted(rows["task_type"].unique()):
         mine = (rows["task_type"] == canvas).to_numpy()
         part = rows[mine]
-        evaluation = compare_models(
-            canvas,
-            part["label"].to_numpy(dtype=float),
-            part["request_id"].to_numpy(),
-            {kind: values[mine] for kind, values in scores.items()},
-            reference=DEFAULT,
-            seed=seed,
+        requests, ndcg, versus = paired_ndcg(
+            canvas, part, {kind: values[mine] for kind, values in scores.items()}, DEFAULT, seed
         )
-        found[canvas] = {
-            "requests": evaluation.n_requests,
-            "ndcg": {k: m.metrics[HEADLINE_METRIC].value for k, m in evaluation.models.items()},
-            # the default minus each variant: flip to read variant minus default
-            "vs_default": {
-                k: {
-                    "delta": -d[HEADLINE_METRIC].value,
-                    "low": -d[HEADLINE_METRIC].high,
-                    "high": -d[HEADLINE_METRIC].low,
-                }
-                for k, d in evaluation.deltas.items()
-            },
-        }
+        found[canvas] = {"requests": requests, "ndcg": ndcg, "vs_default": versus}
     return found
 
 

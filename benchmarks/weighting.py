@@ -38,10 +38,9 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from learning_curve import request_share  # noqa: E402
-from quality import DATA_DIRS, built_settings  # noqa: E402
+from quality import DATA_DIRS, built_settings, paired_ndcg  # noqa: E402
 
 from ranker.dataset import load_ranking_data  # noqa: E402
-from ranker.evaluate import HEADLINE_METRIC, compare_models  # noqa: E402
 from ranker.train import TrainParams, fit_ranker  # noqa: E402
 
 WEIGHTS = ("none", "sqrt", "balanced")
@@ -64,27 +63,8 @@ def evaluate(
             scores["bespoke"] = bespoke.predict(part)
         else:
             scores = {k: v for k, v in scores.items() if not k.startswith("bespoke:")}
-        evaluation = compare_models(
-            canvas,
-            part["label"].to_numpy(dtype=float),
-            part["request_id"].to_numpy(),
-            scores,
-            reference="bespoke",
-            seed=seed,
-        )
-        found[canvas] = {
-            "requests": evaluation.n_requests,
-            "ndcg": {k: m.metrics[HEADLINE_METRIC].value for k, m in evaluation.models.items()},
-            # bespoke minus each unified variant: flip to read unified minus bespoke
-            "vs_bespoke": {
-                k: {
-                    "delta": -d[HEADLINE_METRIC].value,
-                    "low": -d[HEADLINE_METRIC].high,
-                    "high": -d[HEADLINE_METRIC].low,
-                }
-                for k, d in evaluation.deltas.items()
-            },
-        }
+        requests, ndcg, versus = paired_ndcg(canvas, part, scores, "bespoke", seed)
+        found[canvas] = {"requests": requests, "ndcg": ndcg, "vs_bespoke": versus}
     return found
 
 
